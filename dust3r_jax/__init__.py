@@ -1,0 +1,41 @@
+"""dust3r-jax: DUSt3R (Dense Unconstrained Stereo 3D Reconstruction) in JAX/Flax.
+
+The public API. Names are resolved lazily so that `import dust3r_jax` stays cheap and each
+capability (model, loading, alignment, training) imports only what it needs:
+
+    model, params = dust3r_jax.load_model(path)          # .pth, HF folder, or converted dir
+    pred1, pred2 = model.apply({"params": params}, view1, view2)
+    images = dust3r_jax.load_images(folder, size=512)
+    pairs = dust3r_jax.make_pairs(images, scene_graph="complete")
+    output = dust3r_jax.inference(pairs, model, params)
+    scene = dust3r_jax.global_align(output)
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "AsymmetricCroCo3DStereo": "dust3r_jax.model",
+    "load_model": "dust3r_jax.loading",
+    "save_model": "dust3r_jax.loading",
+    "load_images": "dust3r_jax.images",
+    "make_pairs": "dust3r_jax.pairs",
+    "inference": "dust3r_jax.inference",
+    "global_align": "dust3r_jax.alignment",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dust3r_jax' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,41 @@
+"""The `dust3r-jax` command: one sub-command per job, each defined in its own module.
+
+A sub-command module exposes `add_arguments(parser)` and `run(args) -> int`. Modules are imported
+only when their sub-command runs, so `dust3r-jax convert` does not pay for the training stack.
+"""
+import argparse
+import importlib
+import sys
+
+from dust3r_jax.errors import InputError
+
+# sub-command -> (module, one-line help)
+COMMANDS = {
+    "convert": ("dust3r_jax.commands.convert", "import an official checkpoint (.pth or HF folder) into an orbax checkpoint"),
+    "reconstruct": ("dust3r_jax.commands.reconstruct", "images -> pointmaps -> aligned scene, written to a folder"),
+    "train": ("dust3r_jax.commands.train", "train or fine-tune from an ml-collections config"),
+    "eval": ("dust3r_jax.commands.evaluate", "evaluate a checkpoint with the test criterion"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="dust3r-jax", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    chosen = argv[0] if argv and argv[0] in COMMANDS else None
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        if name == chosen:  # only the chosen command's module is imported
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_run=module.run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (InputError, FileNotFoundError, FileExistsError) as err:
+        print(f"dust3r-jax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""dust3r-jax: DUSt3R in JAX/Flax, numerically identical to the official PyTorch release."""
+from setuptools import find_packages, setup
+
+# Runtime: what `import dust3r_jax` and `dust3r-jax reconstruct` need. PyTorch is never needed:
+# official checkpoints are read by our own restricted unpickler (convert/torch_pickle.py).
+INSTALL_REQUIRES = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.4",
+    "orbax-checkpoint>=0.11",
+    "numpy>=1.26",
+    "ml-collections>=1.0",
+    "safetensors>=0.4",
+    "pillow>=10",
+    # minimum spanning tree and KD-trees for the global-alignment initialisation and matching:
+    # scipy's are the reference implementations the official code calls.
+    "scipy>=1.11",
+    "tqdm>=4.60",
+    # GLB scene export: writing glTF binaries by hand is a format of its own.
+    "trimesh>=4",
+]
+
+EXTRAS = {
+    # GPU support is optional: `pip install -e .[cuda]`.
+    "cuda": ["jax[cuda12]"],
+    # Training data: TFDS builders write array_record and are read back with grain, no TensorFlow.
+    "data": ["tensorflow-datasets>=4.9", "grain>=0.2", "array-record>=0.5"],
+    # PnP-RANSAC for poses the spanning tree cannot reach (what the official aligner calls).
+    "pnp": ["opencv-python-headless>=4.8"],
+}
+EXTRAS["test"] = ["pytest>=7"] + EXTRAS["data"] + EXTRAS["pnp"]
+EXTRAS["all"] = sorted({d for k, v in EXTRAS.items() if k != "cuda" for d in v})
+
+setup(
+    name="dust3r-jax",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11",
+    packages=find_packages(include=["dust3r_jax", "dust3r_jax.*", "convert", "convert.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["dust3r-jax=dust3r_jax.cli:main"]},
+)
