@@ -1,0 +1,122 @@
+"""Read `.safetensors` files into numpy, bfloat16 included.
+
+Format (https://github.com/huggingface/safetensors):
+
+    8 bytes      little-endian uint64 N = length of the header
+    N bytes      UTF-8 JSON: {name: {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]},
+                              "__metadata__": {str: str}}   (metadata optional)
+    rest         byte buffer; tensor `name` is buffer[begin:end], C order, little-endian
+
+We parse it ourselves rather than with `safetensors.numpy` because numpy has no bfloat16 and
+that reader refuses BF16 files (the Hugging Face copies of many models are bf16); `ml_dtypes`
+supplies the numpy dtype. The whole buffer is read with one call and every tensor is a view
+into it, so a 155 MB file costs 155 MB of memory and no per-element Python work.
+"""
+import json
+import os
+import struct
+
+import ml_dtypes
+import numpy as np
+
+from dust3r_jax.errors import CheckpointError
+
+# safetensors dtype tag -> numpy dtype (little-endian)
+SAFETENSORS_DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "U8": np.dtype("u1"),
+    "I8": np.dtype("i1"),
+    "U16": np.dtype("<u2"),
+    "I16": np.dtype("<i2"),
+    "U32": np.dtype("<u4"),
+    "I32": np.dtype("<i4"),
+    "U64": np.dtype("<u8"),
+    "I64": np.dtype("<i8"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F32": np.dtype("<f4"),
+    "F64": np.dtype("<f8"),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+}
+
+# a header larger than this is not a real checkpoint (the reference library caps it at 100 MB)
+MAX_HEADER_BYTES = 100_000_000
+
+
+def _parse_header(raw: bytes, buffer_size: int, source: str) -> tuple[dict, dict]:
+    """({name: (dtype, shape, begin, end)}, metadata) from the JSON header, validated."""
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"safetensors {source}: header is not valid JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"safetensors {source}: header is a {type(header).__name__}, expected an object")
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"safetensors {source}: __metadata__ is not an object")
+    entries = {}
+    for name, info in header.items():
+        where = f"safetensors {source}: tensor '{name}'"
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            raise CheckpointError(f"{where} lacks dtype/shape/data_offsets")
+        dtype = SAFETENSORS_DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise CheckpointError(f"{where} has unsupported dtype {info['dtype']!r} "
+                                  f"(supported: {', '.join(SAFETENSORS_DTYPES)})")
+        shape, offsets = info["shape"], info["data_offsets"]
+        if (not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2
+                or not all(type(o) is int and o >= 0 for o in offsets)):
+            raise CheckpointError(f"{where} has malformed shape {shape!r} or data_offsets {offsets!r}")
+        begin, end = offsets
+        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if end - begin != expected:
+            raise CheckpointError(f"{where}: data_offsets [{begin}, {end}] span {end - begin} bytes, shape "
+                                  f"{shape} x {info['dtype']} needs {expected}")
+        if end > buffer_size:
+            raise CheckpointError(f"safetensors {source}: truncated file: tensor '{name}' ends at byte "
+                                  f"{end} of the data buffer, which holds {buffer_size} bytes")
+        entries[name] = (dtype, tuple(shape), begin, end)
+    return entries, metadata
+
+
+def read_safetensors(path) -> tuple[dict, dict]:
+    """Read every tensor of a safetensors file.
+
+    Args:
+      path: `.safetensors` file.
+    Returns:
+      (tensors, metadata): tensors maps name -> np.ndarray (shape and dtype as stored, views into
+      one shared buffer, in header order); metadata is the header's `__metadata__` dict of strings
+      (empty if none). For DUSt3R's Hugging Face copy the metadata maps alias names
+      (`...scratch.layer_rn.{k}.weight`) to the stored tensor they share.
+    Raises:
+      CheckpointError (one line naming the file): missing file, truncated file, malformed header.
+    """
+    source = os.fspath(path)
+    if not os.path.isfile(source):
+        raise CheckpointError(f"safetensors {source}: file not found")
+    file_size = os.path.getsize(source)
+    with open(source, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise CheckpointError(f"safetensors {source}: truncated file ({file_size} bytes, no header length)")
+        (header_size,) = struct.unpack("<Q", prefix)
+        if header_size > min(MAX_HEADER_BYTES, file_size - 8):
+            raise CheckpointError(f"safetensors {source}: header length {header_size} exceeds the file "
+                                  f"({file_size} bytes); truncated or not a safetensors file")
+        raw_header = f.read(header_size)
+        buffer_size = file_size - 8 - header_size
+        entries, metadata = _parse_header(raw_header, buffer_size, source)
+        used = max((end for *_, end in entries.values()), default=0)
+        buffer = np.empty(used, np.uint8)
+        filled = f.readinto(memoryview(buffer))
+        if filled != used:
+            raise CheckpointError(f"safetensors {source}: truncated file (data buffer has {filled} of "
+                                  f"{used} bytes)")
+    if not np.little_endian:
+        raise CheckpointError(f"safetensors {source}: reading on a big-endian host is not supported")
+    tensors = {name: buffer[begin:end].view(dtype).reshape(shape)
+               for name, (dtype, shape, begin, end) in entries.items()}
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
