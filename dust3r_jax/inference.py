@@ -1,0 +1,198 @@
+"""Batched network inference over image pairs, with the official output structure.
+
+`inference(pairs, model, params)` returns what the official `dust3r.inference.inference` returns
+(NHWC instead of NCHW):
+
+    {"view1": {"img", "true_shape", "idx", "instance"}, "view2": {...},
+     "pred1": {"pts3d", "conf"}, "pred2": {"pts3d_in_other_view", "conf"}}
+
+Arrays are stacked over pairs (leading axis E, in pair order) when all view1 images share one
+shape and all view2 images share one shape; otherwise every array entry is a list over pairs
+without the leading axis, as the official `collate_with_cat(..., lists=True)` gives. `idx` and
+`instance` are plain lists.
+
+How it differs from the official loop (same numbers, up to float32 batch-composition noise):
+* pairs are grouped into buckets of equal (view1 shape, view2 shape), so mixed sizes are still
+  batched (the official code falls back to batch size 1);
+* inside a bucket, a pair (a, b) and its swap (b, a) are put next to each other and run with
+  `symmetrized=True`, so each image is encoded once for both (the official model does this only
+  when the caller happens to order the batch that way);
+* a batch smaller than `batch_size` is padded (by repeating its last pair) to the next power of
+  two, so each bucket compiles at most log2(batch_size) + 1 programs.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from dust3r_jax.errors import InputError
+
+VIEW_KEYS = ("img", "true_shape", "idx", "instance")
+
+
+def _image_shape(view: dict) -> tuple[int, int]:
+    """(H, W) of a view's image, stored (1, H, W, 3) or (H, W, 3)."""
+    return tuple(np.shape(view["img"])[-3:-1])
+
+
+def _padded_size(count: int, batch_size: int, step: int) -> int:
+    """Smallest power-of-two multiple of `step` >= count, capped at batch_size (a multiple of step)."""
+    size = step
+    while size < count:
+        size *= 2
+    return min(size, batch_size)
+
+
+def plan_batches(pairs: list, batch_size: int) -> list[tuple[list[int], bool]]:
+    """Splits pair positions into batches: a list of (positions, symmetrized).
+
+    Batches hold pairs of one shape bucket. A symmetrized batch is made of consecutive
+    (a, b), (b, a) units, found by the `instance` labels as the official `is_symmetrized` does.
+    Every position appears exactly once; padding is added later.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size {batch_size}: must be at least 1")
+    buckets: OrderedDict = OrderedDict()
+    for position, (view1, view2) in enumerate(pairs):
+        buckets.setdefault((_image_shape(view1), _image_shape(view2)), []).append(position)
+
+    batches = []
+    sym_batch = batch_size - batch_size % 2  # symmetric units are 2 pairs
+    for (shape1, shape2), positions in buckets.items():
+        units, singles = [], []
+        if shape1 == shape2 and sym_batch >= 2:
+            by_instances = {}
+            for position in positions:
+                view1, view2 = pairs[position]
+                by_instances.setdefault((view1["instance"], view2["instance"]), []).append(position)
+            used = set()
+            for position in positions:
+                if position in used:
+                    continue
+                view1, view2 = pairs[position]
+                partners = [p for p in by_instances.get((view2["instance"], view1["instance"]), [])
+                            if p not in used and p != position]
+                if partners and view1["instance"] != view2["instance"]:
+                    units.append([position, partners[0]])
+                    used.update((position, partners[0]))
+                else:
+                    singles.append(position)
+                    used.add(position)
+        else:
+            singles = list(positions)
+        per_batch = sym_batch // 2
+        for start in range(0, len(units), per_batch):
+            batches.append(([p for unit in units[start:start + per_batch] for p in unit], True))
+        for start in range(0, len(singles), batch_size):
+            batches.append((singles[start:start + batch_size], False))
+    return batches
+
+
+_COMPILED: dict = {}
+
+
+def _forward_fn(model, symmetrized: bool) -> Callable:
+    """jax.jit of model.apply for one model object; jit itself caches one program per shape."""
+    key = (id(model), symmetrized)
+    entry = _COMPILED.get(key)
+    if entry is None or entry[0] is not model:
+        def forward(params, view1, view2):
+            return model.apply({"params": params}, view1, view2, symmetrized=symmetrized)
+
+        entry = (model, jax.jit(forward))
+        _COMPILED[key] = entry
+    return entry[1]
+
+
+def _stack_views(pairs: list, positions: list[int], side: int) -> dict:
+    """The model input of one side (0: view1, 1: view2) for the given pairs: img (B, H, W, 3), true_shape (B, 2)."""
+    views = [pairs[p][side] for p in positions]
+    img = np.stack([np.asarray(v["img"], dtype=np.float32).reshape(np.shape(v["img"])[-3:]) for v in views])
+    true_shape = np.stack([np.asarray(v["true_shape"], dtype=np.int32).reshape(2) for v in views])
+    return {"img": img, "true_shape": true_shape}
+
+
+def _pad(positions: list[int], symmetrized: bool, batch_size: int) -> list[int]:
+    step = 2 if symmetrized else 1
+    target = _padded_size(len(positions), batch_size - batch_size % step if symmetrized else batch_size, step)
+    padded = list(positions)
+    while len(padded) < target:
+        padded.extend(positions[-step:])
+    return padded
+
+
+def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
+              device: jax.Device | None = None) -> list[tuple[dict, dict]]:
+    """Per-pair network outputs [(pred1, pred2), ...] in pair order, numpy, without batch axis."""
+    batches = plan_batches(pairs, batch_size)
+    results: list = [None] * len(pairs)
+    if device is not None:
+        params = jax.device_put(params, device)
+    progress = tqdm(total=len(pairs), desc="inference", unit="pair", disable=not verbose)
+    for positions, symmetrized in batches:
+        padded = _pad(positions, symmetrized, batch_size)
+        view1, view2 = _stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)
+        if device is not None:
+            view1, view2 = jax.device_put((view1, view2), device)
+        pred1, pred2 = _forward_fn(model, symmetrized)(params, view1, view2)
+        pred1, pred2 = jax.device_get((pred1, pred2))
+        for row, position in enumerate(positions):  # padding rows are dropped here
+            results[position] = (
+                {k: np.asarray(v[row], dtype=np.float32) for k, v in pred1.items()},
+                {k: np.asarray(v[row], dtype=np.float32) for k, v in pred2.items()},
+            )
+        progress.update(len(positions))
+    progress.close()
+    return results
+
+
+def _view_entry(view: dict, key: str):
+    if key == "img":
+        return np.asarray(view["img"], dtype=np.float32).reshape(np.shape(view["img"])[-3:])
+    if key == "true_shape":
+        return np.asarray(view["true_shape"], dtype=np.int32).reshape(2)
+    return view[key]
+
+
+def collate(pairs: list, predictions: list) -> dict:
+    """The official output dict: stacked arrays when shapes allow (see module docstring), else lists."""
+    same_size = (len({_image_shape(v1) for v1, _ in pairs}) == 1
+                 and len({_image_shape(v2) for _, v2 in pairs}) == 1)
+
+    def gather(entries: list):
+        if isinstance(entries[0], np.ndarray):
+            return np.stack(entries) if same_size else entries
+        return list(entries)
+
+    output = {}
+    for side, name in enumerate(("view1", "view2")):
+        output[name] = {key: gather([_view_entry(pair[side], key) for pair in pairs]) for key in VIEW_KEYS}
+    for side, name in enumerate(("pred1", "pred2")):
+        keys = predictions[0][side].keys()
+        output[name] = {key: gather([pred[side][key] for pred in predictions]) for key in keys}
+    return output
+
+
+def inference(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
+              device: jax.Device | None = None) -> dict:
+    """Runs the network on every pair (from `make_pairs`) and collates like the official code.
+
+    Args:
+      pairs: list of (view1, view2) image dicts from `load_images` (`img` (1, H, W, 3) in [-1, 1],
+        `true_shape` (1, 2) int32, `idx`, `instance`).
+      model, params: from `dust3r_jax.load_model`.
+      batch_size: pairs per forward call (the official default is 8).
+      device: where to run (default: JAX's default device).
+    Returns:
+      {"view1", "view2", "pred1", "pred2"}: pred1["pts3d"] (E, H, W, 3) view1 pixels in view1's
+      camera frame, pred1["conf"] (E, H, W), pred2["pts3d_in_other_view"] (E, H, W, 3) view2
+      pixels in view1's camera frame, pred2["conf"]; lists over pairs when shapes differ.
+    """
+    if not pairs:
+        raise InputError("inference: no pairs given")
+    predictions = run_pairs(pairs, model, params, batch_size=batch_size, verbose=verbose, device=device)
+    return collate(pairs, predictions)
