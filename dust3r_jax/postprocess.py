@@ -1,0 +1,87 @@
+"""Post-processing of pointmaps: focal estimation and confidence masks.
+
+`estimate_focal_knowing_depth` is the official estimator: given points in a camera's own frame
+(so the depth z is known), find the focal f that best explains pixel = f * (x / z, y / z) + pp,
+either by a median of per-pixel votes or by Weiszfeld's re-weighted least squares (an L1 fit).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dust3r_jax.geometry import xy_grid
+
+# focal of a 60 degree field of view, in units of the largest image side (clipping base)
+_FOCAL_BASE_DIV = 2 * np.tan(np.deg2rad(60) / 2)
+
+
+def nanmedian_lower(x, axis=-1):
+    """Median ignoring NaN that returns the LOWER middle value for an even count, like
+    `torch.nanmedian` (`jnp.nanmedian` averages the two). NaN where every value is NaN.
+
+    x: (..., N) along `axis`; returns x with that axis removed.
+    """
+    x = jnp.moveaxis(jnp.asarray(x), axis, -1)
+    n_valid = jnp.sum(~jnp.isnan(x), axis=-1)
+    ordered = jnp.sort(x, axis=-1)  # NaN sort last
+    k = jnp.maximum(n_valid - 1, 0) // 2
+    med = jnp.take_along_axis(ordered, k[..., None], axis=-1)[..., 0]
+    return jnp.where(n_valid > 0, med, jnp.nan)
+
+
+def estimate_focal_knowing_depth(pts3d, pp, focal_mode="median", min_focal=0.0, max_focal=np.inf):
+    """Focal length (fx = fy) of cameras from their pointmaps.
+
+    pts3d: (B, H, W, 3) points of each image in its own camera frame.
+    pp: (B, 2) principal point (cx, cy) in pixels (or (2,), broadcast).
+    focal_mode: "median" (median of votes u z / x and v z / y, lower middle value) or
+      "weiszfeld" (L2 closed form, then 10 re-weighted steps minimising sum ||p - f (x/z, y/z)||).
+    min_focal, max_focal: clip, in units of the focal of a 60 degree field of view over max(H, W).
+    Returns (B,) focals in pixels.
+    """
+    pts3d = jnp.asarray(pts3d)
+    B, H, W, three = pts3d.shape
+    if three != 3:
+        raise ValueError(f"estimate_focal_knowing_depth: pts3d must end with 3, found {pts3d.shape}")
+    pixels = xy_grid(W, H, dtype=pts3d.dtype, xp=jnp).reshape(1, -1, 2) - jnp.reshape(
+        jnp.asarray(pp, dtype=pts3d.dtype), (-1, 1, 2))
+    pts = pts3d.reshape(B, -1, 3)
+
+    if focal_mode == "median":
+        u, v = pixels[..., 0], pixels[..., 1]
+        x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
+        votes = jnp.concatenate((jnp.broadcast_to(u * z / x, x.shape),
+                                 jnp.broadcast_to(v * z / y, y.shape)), axis=-1)
+        focal = jax.lax.stop_gradient(nanmedian_lower(votes, axis=-1))
+    elif focal_mode == "weiszfeld":
+        xy_over_z = jnp.nan_to_num(pts[..., :2] / pts[..., 2:3], nan=0.0, posinf=0.0, neginf=0.0)
+        dot_xy_px = jnp.sum(xy_over_z * pixels, axis=-1)
+        dot_xy_xy = jnp.sum(jnp.square(xy_over_z), axis=-1)
+        focal = jnp.mean(dot_xy_px, axis=1) / jnp.mean(dot_xy_xy, axis=1)
+        for _ in range(10):
+            dis = jnp.linalg.norm(pixels - focal[:, None, None] * xy_over_z, axis=-1)
+            w = 1.0 / jnp.maximum(dis, 1e-8)
+            focal = jnp.mean(w * dot_xy_px, axis=1) / jnp.mean(w * dot_xy_xy, axis=1)
+    else:
+        raise ValueError(f"estimate_focal_knowing_depth: focal_mode must be 'median' or 'weiszfeld', "
+                         f"found {focal_mode!r}")
+    focal_base = max(H, W) / _FOCAL_BASE_DIV
+    return jnp.clip(focal, min_focal * focal_base, max_focal * focal_base)
+
+
+def estimate_focal(pts3d_i, pp=None, focal_mode="weiszfeld"):
+    """Focal of one image from its pointmap (H, W, 3) in its own camera frame; pp defaults to
+    (W/2, H/2) like the official aligner. Returns a Python float."""
+    H, W, _ = np.shape(pts3d_i)
+    if pp is None:
+        pp = (W / 2, H / 2)
+    focal = estimate_focal_knowing_depth(jnp.asarray(pts3d_i)[None], jnp.asarray(pp, jnp.float32)[None],
+                                         focal_mode=focal_mode)
+    return float(focal[0])
+
+
+def confidence_masks(confs, min_conf_thr=3.0):
+    """Masks of pixels whose confidence exceeds `min_conf_thr` (strictly, as the official
+    `get_masks`). confs: list of (H_i, W_i) arrays or one (N, H, W) array."""
+    if isinstance(confs, (list, tuple)):
+        return [np.asarray(c) > min_conf_thr for c in confs]
+    return np.asarray(confs) > min_conf_thr
