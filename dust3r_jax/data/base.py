@@ -20,7 +20,10 @@ Portrait views are transposed to landscape (README 1.5). A subclass implements `
 Random numbers (README 1.2): with a truthy `seed` the generator is `default_rng(seed + idx)` at
 every call, so a view is a function of its index. Without one, the dataset owns one stream,
 created at its first call from `stream_seed` (the loader sets it per worker and epoch; the
-official code uses `torch.initial_seed()`), and every call continues it.
+official code uses `torch.initial_seed()`), and every call continues it. A third mode, not in the
+official code, is `set_index_seed(s)`: unseeded datasets then draw from `default_rng((s, idx))`,
+so views are a function of (s, idx) even with parallel readers; the loader uses it (with `s`
+derived from a run seed and the epoch) when asked for deterministic, resumable data.
 """
 import numpy as np
 
@@ -77,6 +80,9 @@ class DatasetArithmetic:
     def set_stream_seed(self, seed):
         """Seed of the unseeded generators, applied at their next first call (see `ViewDataset`)."""
 
+    def set_index_seed(self, seed):
+        """Make unseeded generators a function of (seed, idx) (see `ViewDataset`)."""
+
 
 class ViewDataset(DatasetArithmetic):
     """Base of the nine sources. Subclasses set `dataset_name` and implement the pair logic."""
@@ -98,6 +104,7 @@ class ViewDataset(DatasetArithmetic):
         self.store = store
         self.ROOT = str(ROOT) if ROOT is not None else getattr(store, "root", None)
         self.stream_seed = None
+        self.index_seed = None
         self._rng = None
 
     # -- what subclasses implement ----------------------------------------------------------
@@ -113,6 +120,10 @@ class ViewDataset(DatasetArithmetic):
         self.stream_seed = seed
         self._rng = None
 
+    def set_index_seed(self, seed):
+        """Unseeded datasets draw from `default_rng((seed, idx))` per call (None: back to the stream)."""
+        self.index_seed = seed
+
     def _crop_resize_if_necessary(self, image, depthmap, intrinsics, resolution, rng, info=None):
         """README 1.3; `info` is unused (kept for the official signature)."""
         return view_ops.crop_resize_view(image, depthmap, intrinsics, resolution, rng, self.aug_crop)
@@ -120,6 +131,8 @@ class ViewDataset(DatasetArithmetic):
     def _generator(self, idx):
         if self.seed:
             self._rng = np.random.default_rng(self.seed + idx)
+        elif self.index_seed is not None:
+            return np.random.default_rng((int(self.index_seed), idx))
         elif self._rng is None:
             self._rng = np.random.default_rng(self.stream_seed)
         return self._rng

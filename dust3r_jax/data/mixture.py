@@ -1,0 +1,227 @@
+"""Dataset arithmetic and dataset strings (README 1.7).
+
+    N @ D   ResizedDataset: N pairs per epoch drawn from D by a permutation seeded `epoch + 777`
+            (repeated end to end when N > len(D)); `set_epoch` must be called before use.
+    k * D   MulDataset: every pair of D repeated k times (item i is D[i // k]); does NOT forward
+            `set_epoch` (as the official class).
+    A + B   CatDataset: concatenation; `set_epoch` forwarded; all members share one resolution list.
+
+A tuple index `(i, ar_idx)` passes through every wrapper with `ar_idx` unchanged.
+
+`parse_dataset(string, roots=..., defaults=...)` builds a mixture from the official syntax, e.g.
+`"100_000 @ Co3d(split='train', aug_crop=16, mask_bg='rand', resolution=224, transform=ColorJitter)
+ + 100_000 @ ARKitScenes(aug_crop=256, resolution=224)"`. It parses with `ast`, never `eval`: only
+the nine dataset classes, `+`, `*`, `@`, unary `+` and literal arguments are accepted (the names
+`ImgNorm` / `ColorJitter` are accepted as transform values). `ROOT` may be omitted when `roots`
+maps the class name to a folder (the published strings omit it); `defaults` supplies per-class
+keyword defaults (e.g. `{'ARKitScenes': {'split': 'train'}}` for the published strings).
+"""
+import ast
+
+import numpy as np
+
+from dust3r_jax.data.base import DatasetArithmetic
+from dust3r_jax.data.views import TRANSFORMS
+from dust3r_jax.errors import ConfigError, InputError
+
+# the permutation seed of `N @ D` and of the batched sampler is epoch + EPOCH_SEED_OFFSET
+EPOCH_SEED_OFFSET = 777
+
+
+class _Wrapper(DatasetArithmetic):
+    """Shared forwarding of the wrappers."""
+
+    @property
+    def resolutions(self):
+        return self.dataset.resolutions
+
+    def set_stream_seed(self, seed):
+        self.dataset.set_stream_seed(seed)
+
+    def set_index_seed(self, seed):
+        self.dataset.set_index_seed(seed)
+
+    def leaves(self):
+        return leaves_of(self.dataset)
+
+
+class ResizedDataset(_Wrapper):
+    """`N @ D`: N pairs per epoch, a fresh permutation of D per epoch."""
+
+    def __init__(self, new_size, dataset):
+        if not isinstance(new_size, (int, np.integer)) or isinstance(new_size, bool) or new_size <= 0:
+            raise ConfigError(f"'N @ dataset': N must be a positive int, found {new_size!r}")
+        self.new_size = int(new_size)
+        self.dataset = dataset
+        self.index_map = None
+
+    def __len__(self):
+        return self.new_size
+
+    def set_epoch(self, epoch):
+        """Draw this epoch's pairs: a permutation seeded `epoch + 777`, repeated, cut to N."""
+        perm = np.random.default_rng(epoch + EPOCH_SEED_OFFSET).permutation(len(self.dataset))
+        repeats = 1 + (self.new_size - 1) // len(self.dataset)
+        self.index_map = np.concatenate([perm] * repeats)[: self.new_size]
+
+    def __getitem__(self, index):
+        if self.index_map is None:
+            raise RuntimeError(f"{self!r}: call set_epoch(epoch) before indexing an 'N @ dataset'")
+        if isinstance(index, tuple):
+            idx, ar_idx = index
+            return self.dataset[int(self.index_map[idx]), ar_idx]
+        return self.dataset[int(self.index_map[index])]
+
+    def __repr__(self):
+        return f"{self.new_size:_} @ {self.dataset!r}"
+
+
+class MulDataset(_Wrapper):
+    """`k * D`: each pair of D repeated k times."""
+
+    def __init__(self, factor, dataset):
+        if not isinstance(factor, (int, np.integer)) or isinstance(factor, bool) or factor <= 0:
+            raise ConfigError(f"'k * dataset': k must be a positive int, found {factor!r}")
+        self.factor = int(factor)
+        self.dataset = dataset
+
+    def __len__(self):
+        return self.factor * len(self.dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, tuple):
+            idx, ar_idx = index
+            return self.dataset[idx // self.factor, ar_idx]
+        return self.dataset[index // self.factor]
+
+    def __repr__(self):
+        return f"{self.factor}*{self.dataset!r}"
+
+
+class CatDataset(DatasetArithmetic):
+    """`A + B`: concatenation of datasets sharing one resolution list."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        first = tuple(self.datasets[0].resolutions)
+        for dataset in self.datasets[1:]:
+            if tuple(dataset.resolutions) != first:
+                raise ConfigError(f"'A + B': resolutions differ: {list(first)} vs {list(dataset.resolutions)} "
+                                  f"({dataset!r})")
+        self.cum_sizes = np.cumsum([len(dataset) for dataset in self.datasets])
+
+    @property
+    def resolutions(self):
+        return self.datasets[0].resolutions
+
+    def __len__(self):
+        return int(self.cum_sizes[-1])
+
+    def set_epoch(self, epoch):
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
+
+    def set_stream_seed(self, seed):
+        for dataset in self.datasets:
+            dataset.set_stream_seed(seed)
+
+    def set_index_seed(self, seed):
+        for dataset in self.datasets:
+            dataset.set_index_seed(seed)
+
+    def leaves(self):
+        return [leaf for dataset in self.datasets for leaf in leaves_of(dataset)]
+
+    def __getitem__(self, index):
+        idx, ar_idx = index if isinstance(index, tuple) else (index, None)
+        if not 0 <= idx < len(self):
+            raise IndexError(f"index {idx} out of range for a dataset of {len(self)} pairs")
+        member = int(np.searchsorted(self.cum_sizes, idx, "right"))
+        local = idx - (int(self.cum_sizes[member - 1]) if member > 0 else 0)
+        return self.datasets[member][local if ar_idx is None else (local, ar_idx)]
+
+    def __repr__(self):
+        return " + ".join(repr(dataset) for dataset in self.datasets)
+
+
+def leaves_of(dataset):
+    """The leaf datasets (sources) of a mixture, left to right."""
+    return dataset.leaves() if hasattr(dataset, "leaves") else [dataset]
+
+
+# ------------------------------------------------------------------------------------------------
+# dataset strings
+
+
+def _literal(node, where):
+    if isinstance(node, ast.Name) and node.id in TRANSFORMS:
+        return node.id  # transform=ColorJitter names a transform
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ConfigError(f"dataset string: {where}: only literal values are allowed, "
+                          f"found {ast.unparse(node)!r}") from None
+
+
+def _build(node, roots, defaults, stores):
+    from dust3r_jax.data.sources import SOURCE_NAMES, get_source
+
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Add):
+            return _build(node.left, roots, defaults, stores) + _build(node.right, roots, defaults, stores)
+        if isinstance(node.op, (ast.Mult, ast.MatMult)):
+            count = _literal(node.left, "left of '*' / '@'")
+            dataset = _build(node.right, roots, defaults, stores)
+            return count * dataset if isinstance(node.op, ast.Mult) else count @ dataset
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):  # '+ 100_000 @ D' is +N @ D
+        return _build(node.operand, roots, defaults, stores)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        name = node.func.id
+        if name not in SOURCE_NAMES:
+            raise ConfigError(f"dataset string: unknown dataset {name!r}, expected one of {sorted(SOURCE_NAMES)}")
+        kwargs = dict((defaults or {}).get(name, {}))
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                raise ConfigError(f"dataset string: {name}(**...) is not allowed")
+            kwargs[keyword.arg] = _literal(keyword.value, f"{name}({keyword.arg}=...)")
+        args = [_literal(arg, f"{name}(...)") for arg in node.args]
+        if "ROOT" not in kwargs and name in (roots or {}):
+            kwargs["ROOT"] = roots[name]
+        if stores and name in stores and "ROOT" not in kwargs:
+            kwargs["store"] = stores[name]
+        cls = get_source(name)
+        try:
+            return cls(*args, **kwargs)
+        except TypeError as err:
+            raise ConfigError(f"dataset string: {name}(...): {err}") from None
+    raise ConfigError(f"dataset string: {ast.unparse(node)!r} is not a dataset, 'N @ D', 'k * D' or 'A + B'")
+
+
+def _fold_unary_plus(node):
+    """'+ N @ D' parses as (+N) @ D: drop the unary plus on numbers."""
+    for child in ast.walk(node):
+        for field, value in ast.iter_fields(child):
+            if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.UAdd) and isinstance(value.operand, ast.Constant):
+                setattr(child, field, value.operand)
+    return node
+
+
+def parse_dataset(text, roots=None, defaults=None, stores=None):
+    """Build the dataset a string describes (official syntax, no eval).
+
+    text: e.g. "1000 @ Co3d(split='train', ROOT='/data/co3d', resolution=224) + ...";
+    roots: {class name: folder} used when a call has no ROOT; stores: {class name: store} (e.g.
+    a TFDS `RecordStore`) used instead of ROOT; defaults: {class name: {kwarg: value}}.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"dataset string: empty or not a string: {text!r}")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        raise ConfigError(f"dataset string: syntax error at column {err.offset}: {text.strip()!r}") from None
+    try:
+        return _build(_fold_unary_plus(tree.body), roots, defaults, stores)
+    except InputError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"dataset string {text.strip()[:80]!r}: {type(err).__name__}: {err}") from None
