@@ -45,13 +45,13 @@ class GlobalRef:
         raise RuntimeError("GlobalRef is only a pickling placeholder")
 
 
-class _StorageRef:
+class StorageRef:
     def __init__(self, key: str, elements: np.ndarray):
         self.key, self.elements = key, elements  # elements: (numel,) C-contiguous
 
 
-class _TensorRef:
-    def __init__(self, storage: _StorageRef, offset: int, shape, strides):
+class TensorRef:
+    def __init__(self, storage: StorageRef, offset: int, shape, strides):
         self.storage, self.offset, self.shape, self.strides = storage, offset, shape, strides
 
     def __reduce__(self):
@@ -69,9 +69,9 @@ def _root(array: np.ndarray) -> np.ndarray:
 class _TorchStylePickler(pickle._Pickler):  # the pure-Python pickler lets us emit GLOBALs by hand
     def __init__(self, file):
         super().__init__(file, protocol=2)
-        self.storages = {}  # id(root array) -> _StorageRef
+        self.storages = {}  # id(root array) -> StorageRef
 
-    def _tensor(self, array: np.ndarray) -> _TensorRef:
+    def _tensor(self, array: np.ndarray) -> TensorRef:
         if array.dtype not in _STORAGE_NAMES:
             raise TypeError(f"no torch storage type for dtype {array.dtype}")
         root = _root(array)
@@ -79,18 +79,18 @@ class _TorchStylePickler(pickle._Pickler):  # the pure-Python pickler lets us em
             # share one storage among all views of `root`
             storage = self.storages.get(id(root))
             if storage is None:
-                storage = self.storages[id(root)] = _StorageRef(str(len(self.storages)), root.reshape(-1))
+                storage = self.storages[id(root)] = StorageRef(str(len(self.storages)), root.reshape(-1))
             itemsize = array.dtype.itemsize
             start = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-            return _TensorRef(storage, start // itemsize, array.shape, [s // itemsize for s in array.strides])
+            return TensorRef(storage, start // itemsize, array.shape, [s // itemsize for s in array.strides])
         own = np.ascontiguousarray(array)
-        storage = _StorageRef(str(len(self.storages)), own.reshape(-1))
+        storage = StorageRef(str(len(self.storages)), own.reshape(-1))
         self.storages[id(own)] = storage
         strides = [int(np.prod(own.shape[i + 1:])) for i in range(own.ndim)]
-        return _TensorRef(storage, 0, own.shape, strides)
+        return TensorRef(storage, 0, own.shape, strides)
 
     def persistent_id(self, obj):
-        if isinstance(obj, _StorageRef):
+        if isinstance(obj, StorageRef):
             name = _STORAGE_NAMES[obj.elements.dtype]
             return ("storage", GlobalRef("torch", name), obj.key, "cpu", int(obj.elements.size))
         return None
