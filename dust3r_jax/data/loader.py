@@ -1,0 +1,190 @@
+"""Batches of view pairs: the official aspect-ratio sampler, collate to NHWC, hosts and grain.
+
+Sampler (README 1.8), per epoch `e`, for `N` pairs, batch size `B` and `W` processes:
+    total   = floor(N / (B * W)) * B * W                      (drop_last)
+    g       = default_rng(e + 777);  order = g.shuffle(arange(total))
+    feat    = g.integers(n_resolutions, size=ceil(total / B)), each repeated B times
+    rank r yields (order[k], feat[k]) for k in [r * P, (r + 1) * P),  P = B * ceil(total / (W * B))
+so one batch holds one aspect ratio. `sampler_order` is exactly that.
+
+Hosts: a jax global array needs every host's shard of a step to have the same shape, while the
+official sampler gives each rank its own aspect ratio per step. `PairLoader` therefore treats the
+GLOBAL batch (B per host times W hosts) as the sampler's batch: it runs the official sampler with
+batch size `B * W` and one rank, and host r takes rows [r*B, (r+1)*B) of every global batch. With
+one host (W = 1) this is exactly the official order; each host only reads its own rows.
+
+Collate: a batch is `(view1, view2)`, dicts of numpy arrays (images NHWC):
+    img (B,H,W,3) float32, depthmap (B,H,W) float32, pts3d (B,H,W,3) float32, valid_mask (B,H,W)
+    bool, camera_pose (B,4,4) float32, camera_intrinsics (B,3,3) float32, true_shape (B,2) int32,
+    idx (B,3) int64 (idx, ar_idx, v), rng (B,) int64, dataset/label/instance lists of B str.
+(The official collate stores `idx` as a list of 3 tensors of shape (B,): transpose to compare.)
+
+Random numbers of unseeded datasets (the published training sets): `stream_seed` reproduces the
+official single-process behaviour (one generator per leaf, created at its first call from that
+seed, continued across calls: deterministic with one reader thread only). `seed` instead makes
+every view a function of (seed, epoch, index), whatever the number of reader threads, which makes
+a resumed run read exactly what an uninterrupted one reads. Seeded datasets (`seed=777`) ignore both.
+"""
+import math
+
+import numpy as np
+
+from dust3r_jax.data.mixture import EPOCH_SEED_OFFSET
+from dust3r_jax.errors import ConfigError
+
+# fields that go to the accelerator; the others stay on the host (README 1.9, plus true_shape,
+# which the JAX model takes as an input array)
+DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")
+_STACKED = ("img", "depthmap", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")
+_STRINGS = ("dataset", "label", "instance")
+
+
+def sampler_order(num_pairs, batch_size, num_resolutions, epoch, world_size=1, rank=0, drop_last=True):
+    """The official batched random sampler: the `(idx, ar_idx)` list rank `rank` yields in `epoch`.
+
+    Returns an int64 array (P, 2). `drop_last=False` is only defined for one process.
+    """
+    if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size:
+        raise ConfigError(f"sampler: batch_size={batch_size}, world_size={world_size}, rank={rank} are invalid")
+    if drop_last:
+        total = (num_pairs // (batch_size * world_size)) * batch_size * world_size
+    else:
+        if world_size != 1:
+            raise ConfigError("sampler: drop_last=False needs world_size=1 (as the official sampler)")
+        total = num_pairs
+    rng = np.random.default_rng(epoch + EPOCH_SEED_OFFSET)
+    order = np.arange(total)
+    rng.shuffle(order)
+    n_batches = (total + batch_size - 1) // batch_size
+    feat = rng.integers(num_resolutions, size=n_batches)
+    feat = np.repeat(feat, batch_size)[:total]
+    per_rank = batch_size * math.ceil(total / (world_size * batch_size))
+    block = slice(rank * per_rank, (rank + 1) * per_rank)
+    return np.stack([order[block], feat[block]], axis=1).astype(np.int64)
+
+
+def sequential_order(num_pairs, world_size=1, rank=0):
+    """Test loaders: plain indices in order; several processes split them as PyTorch's
+    DistributedSampler(shuffle=False) does (padded with the first indices, rank r takes r::W)."""
+    if world_size == 1:
+        return np.arange(num_pairs)
+    total = math.ceil(num_pairs / world_size) * world_size
+    indices = np.concatenate([np.arange(num_pairs)] * (1 + total // max(num_pairs, 1)))[:total]
+    return indices[rank:total:world_size]
+
+
+def collate(pairs):
+    """A list of B pairs `[view0, view1]` -> `(view1_batch, view2_batch)` (see module docstring)."""
+    batch = []
+    for v in range(2):
+        views = [pair[v] for pair in pairs]
+        out = {key: np.stack([view[key] for view in views]) for key in _STACKED}
+        out["idx"] = np.array([view["idx"] for view in views], dtype=np.int64).reshape(len(views), 3)
+        out["rng"] = np.array([view["rng"] for view in views], dtype=np.int64)
+        for key in _STRINGS:
+            out[key] = [str(view[key]) for view in views]
+        batch.append(out)
+    return tuple(batch)
+
+
+def host_shard():
+    """(process_count, process_index) of this JAX process."""
+    import jax
+
+    return jax.process_count(), jax.process_index()
+
+
+def to_global_arrays(view, sharding, keys=DEVICE_KEYS):
+    """This host's rows of a batch -> global `jax.Array`s sharded by `sharding` along the batch.
+
+    view: a collated view dict (numpy, local batch B); sharding: a `jax.sharding.Sharding` (e.g.
+    `NamedSharding(mesh, P(('data', 'fsdp')))`) or a callable key -> sharding. The global batch is
+    B * process_count; keys not in `keys` (strings, idx, rng, depthmap) stay host-local numpy.
+    """
+    import jax
+
+    out = dict(view)
+    for key in keys:
+        if key in view:
+            key_sharding = sharding(key) if callable(sharding) and not isinstance(sharding, jax.sharding.Sharding) else sharding
+            out[key] = jax.make_array_from_process_local_data(key_sharding, np.asarray(view[key]))
+    return out
+
+
+class PairLoader:
+    """Batches of one dataset (a leaf or a mixture) for this host, epoch by epoch.
+
+    dataset: anything indexable by `(idx, ar_idx)` with `resolutions`, `set_epoch`;
+    batch_size: pairs per host per step (B); shuffle: training order (the sampler above) or the
+    sequential test order; num_threads: grain reader threads (0 = read in this thread);
+    seed / stream_seed: how unseeded datasets draw (module docstring); world_size / rank: default
+    to JAX's process count / index.
+    """
+
+    def __init__(self, dataset, batch_size, *, shuffle=True, drop_last=None, num_threads=0, prefetch=4,
+                 seed=None, stream_seed=None, world_size=None, rank=None):
+        if seed is not None and stream_seed is not None:
+            raise ConfigError("PairLoader: give seed (index-seeded) or stream_seed (official stream), not both")
+        if world_size is None or rank is None:
+            world_size, rank = host_shard()
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = shuffle if drop_last is None else drop_last
+        self.num_threads = int(num_threads)
+        self.prefetch = int(prefetch)
+        self.seed, self.stream_seed = seed, stream_seed
+        self.world_size, self.rank = int(world_size), int(rank)
+
+    def order(self, epoch):
+        """This host's `(idx, ar_idx)` list of `epoch`, int64 (n, 2), batch after batch."""
+        if not self.shuffle:
+            indices = sequential_order(len(self.dataset), self.world_size, self.rank)
+            return np.stack([indices, np.zeros_like(indices)], axis=1)
+        global_batch = self.batch_size * self.world_size
+        order = sampler_order(len(self.dataset), global_batch, len(self.dataset.resolutions), epoch,
+                              drop_last=self.drop_last or self.world_size > 1)
+        if self.world_size > 1:  # host r: rows [r*B, (r+1)*B) of every global batch
+            order = order.reshape(-1, self.world_size, self.batch_size, 2)[:, self.rank]
+        return order.reshape(-1, 2)
+
+    def num_batches(self, epoch=0):
+        n = len(self.order(epoch))
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __len__(self):
+        return self.num_batches(0)
+
+    def prepare_epoch(self, epoch):
+        """What the official loop does before an epoch: set_epoch, plus our RNG policy."""
+        self.dataset.set_epoch(epoch)
+        if self.seed is not None:
+            epoch_seed = int(np.random.SeedSequence((int(self.seed), int(epoch))).generate_state(1)[0])
+            self.dataset.set_index_seed(epoch_seed)
+        elif self.stream_seed is not None:
+            self.dataset.set_stream_seed(self.stream_seed)
+
+    def _fetch(self, entry):
+        idx, ar_idx = int(entry[0]), int(entry[1])
+        return self.dataset[idx] if not self.shuffle else self.dataset[idx, ar_idx]
+
+    def grain_dataset(self, epoch, start_batch=0):
+        """A `grain.MapDataset` of this host's collated batches of `epoch`, from `start_batch`."""
+        import grain
+
+        self.prepare_epoch(epoch)
+        order = self.order(epoch)
+        batches = (grain.MapDataset.source([tuple(row) for row in order.tolist()])
+                   .map(self._fetch)
+                   .batch(self.batch_size, drop_remainder=self.drop_last, batch_fn=collate))
+        return batches[start_batch:]
+
+    def epoch(self, epoch, start_batch=0):
+        """Iterate this host's batches of `epoch` (from `start_batch`, to resume mid-epoch)."""
+        import grain
+
+        batches = self.grain_dataset(epoch, start_batch)
+        if self.num_threads <= 0:
+            return iter(batches)
+        options = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch * self.batch_size)
+        return iter(batches.to_iter_dataset(options))
