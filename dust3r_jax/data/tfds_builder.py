@@ -1,0 +1,149 @@
+"""TFDS builders that pack a preprocessed dataset folder into array_record, and the store that
+reads it back (with `tfds.data_source`; TensorFlow is never imported).
+
+What is stored: every file the source's loader reads, byte for byte (JPEG/PNG images, 16-bit PNG
+or EXR depth, .npz cameras, index files), one record per file:
+
+    {'path': relative path in the preprocessed folder, 'data': the file's bytes}
+
+so the views read from a build are identical to the views read from the folder (the same
+decoders run on the same bytes). The record order is listed in the build's `metadata.json`
+(`paths`), which makes a file lookup one random access; each read checks the record's path.
+
+    build_source_dataset('Co3d', root='/data/co3d', splits=('train', 'test'), data_dir='/data/tfds')
+    store = RecordStore('Co3d', data_dir='/data/tfds')
+    ds = Co3d(split='train', store=store, resolution=224)      # same views as ROOT='/data/co3d'
+
+One builder class per official dataset (`Dust3rCo3d`, ..., TFDS names `dust3r_co3d`, ...), all
+made by `_make_builder` from the source registry: a source only has to provide
+`files_to_pack(store, split)`.
+"""
+import tensorflow_datasets as tfds
+import numpy as np
+
+from dust3r_jax.data.files import FolderStore
+from dust3r_jax.data.sources import SOURCE_NAMES, get_source
+from dust3r_jax.errors import ConfigError, InputError
+
+SPLIT = "files"  # the one TFDS split: all packed files
+
+
+class SourceFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Packs the files of some splits of one source folder (subclassed per dataset below)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Files of the official preprocessed layout, byte for byte."}
+    source_name = None  # a name of dust3r_jax.data.sources.SOURCE_NAMES
+    # Nothing is downloaded, so no checksums file; TFDS would otherwise look for one next to this
+    # module through `importlib_resources`, which is not a declared dependency of tfds.
+    url_infos = None
+
+    def __init__(self, *, root=None, splits=None, **kwargs):
+        self.source_root = root
+        self.source_splits = tuple(splits) if splits is not None else None
+        kwargs.setdefault("file_format", "array_record")
+        super().__init__(**kwargs)
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"{self.source_name} files in the official DUSt3R preprocessed layout.",
+            features=tfds.features.FeaturesDict({
+                "path": tfds.features.Text(),
+                "data": tfds.features.Tensor(shape=(), dtype=np.object_),
+            }),
+            disable_shuffling=True,  # records stay in `paths` order
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _packed_paths(self):
+        if self.source_root is None:
+            raise ConfigError(f"{self.name}: building needs root= (the preprocessed {self.source_name} folder)")
+        store = FolderStore(self.source_root)
+        source = get_source(self.source_name)
+        splits = self.source_splits if self.source_splits is not None else getattr(source, "splits", (None,))
+        paths = []
+        for split in splits:
+            paths.extend(source.files_to_pack(store, split))
+        return store, list(dict.fromkeys(paths))  # unique, first-seen order
+
+    def _split_generators(self, dl_manager):
+        store, paths = self._packed_paths()
+        self.info.metadata["paths"] = paths
+        self.info.metadata["source"] = self.source_name
+        self.info.metadata["splits"] = [s for s in (self.source_splits or ())]
+        return {SPLIT: self._generate_examples(store, paths)}
+
+    def _generate_examples(self, store, paths):
+        for i, path in enumerate(paths):
+            # zero-padded keys: key order = generation order = `paths` order
+            yield f"{i:012d}", {"path": path, "data": store.read_bytes(path)}
+
+
+def _builder_name(source_name):
+    return f"Dust3r{source_name}"
+
+
+def _make_builder(source_name):
+    cls = type(_builder_name(source_name), (SourceFilesBuilder,), {
+        "source_name": source_name,
+        "__doc__": f"Array_record files of a preprocessed {source_name} folder (see module docstring).",
+        "__module__": __name__,
+    })
+    return cls
+
+
+# one registered builder per official dataset: Dust3rCo3d -> TFDS name 'dust3r_co3d', ...
+BUILDERS = {name: _make_builder(name) for name in SOURCE_NAMES}
+globals().update({cls.__name__: cls for cls in BUILDERS.values()})
+
+
+def build_source_dataset(source_name, root, data_dir, splits=None):
+    """Pack the `splits` of the `source_name` folder `root` into `data_dir`; returns the builder."""
+    if source_name not in BUILDERS:
+        raise ConfigError(f"dataset {source_name!r}: unknown, expected one of {sorted(BUILDERS)}")
+    builder = BUILDERS[source_name](root=root, splits=splits, data_dir=str(data_dir))
+    builder.download_and_prepare()
+    return builder
+
+
+class RecordStore:
+    """The files of a TFDS build, served like a `FolderStore` (paths relative to the source root)."""
+
+    def __init__(self, source_name, data_dir):
+        if source_name not in BUILDERS:
+            raise ConfigError(f"dataset {source_name!r}: unknown, expected one of {sorted(BUILDERS)}")
+        name = BUILDERS[source_name].name
+        self.name = f"{data_dir}/{name}"
+        try:
+            builder = tfds.builder(name, data_dir=str(data_dir))
+            self.records = tfds.data_source(name, data_dir=str(data_dir), split=SPLIT)
+        except Exception as err:  # missing/partial build: TFDS raises several types
+            raise InputError(f"TFDS dataset {self.name}: cannot be opened ({type(err).__name__}: {err}); "
+                             f"build it with build_source_dataset") from None
+        paths = builder.info.metadata.get("paths") if builder.info.metadata else None
+        if not paths or len(paths) != len(self.records):
+            raise InputError(f"TFDS dataset {self.name}: metadata.json lists {len(paths or [])} files for "
+                             f"{len(self.records)} records (incomplete build?)")
+        self.index = {path: i for i, path in enumerate(paths)}
+        self.root = None
+
+    def describe(self, relpath):
+        return f"{self.name}:{relpath}"
+
+    def exists(self, relpath):
+        return relpath in self.index
+
+    def read_bytes(self, relpath):
+        if relpath not in self.index:
+            raise InputError(f"{self.describe(relpath)}: file not in the TFDS build (built from an incomplete "
+                             f"folder or for other splits?)")
+        record = self.records[self.index[relpath]]
+        path = record["path"].decode() if isinstance(record["path"], bytes) else str(record["path"])
+        if path != relpath:
+            raise InputError(f"{self.describe(relpath)}: record {self.index[relpath]} holds {path!r} "
+                             f"(metadata.json does not match the records)")
+        return bytes(record["data"])
+
+    def __repr__(self):
+        return f"RecordStore({self.name!r})"
