@@ -32,6 +32,7 @@ import collections
 import io
 import os
 import pickle
+import typing
 import zipfile
 import zlib
 
@@ -65,23 +66,30 @@ _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _REFUSED_HINT = "only tensors, dicts and argparse.Namespace are allowed"
 
 
-class StorageType:
+# The stand-ins below are tuples: pickle's BUILD opcode can set attributes on any object the
+# file has made, and a tuple has none to set.
+class StorageType(typing.NamedTuple):
     """Stand-in for a `torch.<Name>Storage` class named by a checkpoint: just its dtype."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.dtype = STORAGE_DTYPES[name]
+    name: str
+    dtype: np.dtype
 
     def __repr__(self):
         return f"torch.{self.name}"
 
 
-class Storage:
+class Storage(typing.NamedTuple):
     """One storage record: `elements` is a 1-D numpy array (numel,) of the storage dtype."""
+    key: str
+    elements: np.ndarray
 
-    def __init__(self, key: str, elements: np.ndarray):
-        self.key = key
-        self.elements = elements
+
+class _LoadedNamespace(argparse.Namespace):
+    """What `argparse.Namespace` resolves to while unpickling.
+
+    A BUILD opcode applied to the class object itself would set attributes on it; handing out
+    this throwaway subclass (one per load) keeps the real `argparse.Namespace` untouched.
+    Instances are turned into plain `argparse.Namespace` after loading (`_to_plain`).
+    """
 
 
 def _tensor_from_storage(storage, storage_offset, size, stride, source):
@@ -157,14 +165,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 def rebuild_parameter(data, requires_grad=True, backward_hooks=None):
                     return data
                 return rebuild_parameter
+            if name == "_rebuild_parameter_with_state":
+                def rebuild_parameter_with_state(data, requires_grad=True, backward_hooks=None, state=None):
+                    return data
+                return rebuild_parameter_with_state
             return None
         if module in ("torch", "torch.storage") and name in STORAGE_DTYPES:
-            return StorageType(name)
+            return StorageType(name, STORAGE_DTYPES[name])
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if (module, name) == ("argparse", "Namespace"):
             # inert: NEWOBJ makes an empty Namespace, BUILD fills its __dict__
-            return argparse.Namespace
+            return type("Namespace", (_LoadedNamespace,), {})
         if module == "builtins" and name in ("set", "frozenset", "complex", "slice"):
             return {"set": set, "frozenset": frozenset, "complex": complex, "slice": slice}[name]
         if (module, name) == ("_codecs", "encode"):
@@ -228,6 +240,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
             width = dtype.itemsize // 2 if dtype.kind == "c" else dtype.itemsize
             buffer.view(f"u{width}").byteswap(inplace=True)
         return elements
+
+
+def _to_plain(obj, seen=None):
+    """Replace loaded `_LoadedNamespace` instances by plain `argparse.Namespace`, in place."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return obj
+    seen.add(id(obj))
+    if isinstance(obj, _LoadedNamespace):
+        return argparse.Namespace(**{k: _to_plain(v, seen) for k, v in vars(obj).items()})
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            obj[key] = _to_plain(value, seen)
+    elif isinstance(obj, list):
+        obj[:] = [_to_plain(value, seen) for value in obj]
+    elif isinstance(obj, tuple) and not isinstance(obj, (StorageType, Storage)):
+        return type(obj)(_to_plain(value, seen) for value in obj) if type(obj) is tuple else obj
+    return obj
 
 
 def _native_byteorder():
@@ -321,4 +351,4 @@ def read_pth(path) -> dict:
             raise CheckpointError(f"checkpoint {source}: corrupt data.pkl ({message})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {source}: holds a {type(obj).__name__}, expected a dict")
-    return obj
+    return _to_plain(obj)

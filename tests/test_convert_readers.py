@@ -93,7 +93,7 @@ def test_fixture_aliases_share_one_storage(tag, checkpoints):
 def test_fixture_args_and_epoch(tag, checkpoints):
     checkpoint = checkpoints(tag)
     assert set(checkpoint) == {"args", "model", "epoch"}
-    assert isinstance(checkpoint["args"], argparse.Namespace)
+    assert type(checkpoint["args"]) is argparse.Namespace
     assert checkpoint["args"].model == MODELS[tag]["model_string"]
     assert checkpoint["epoch"] == MODELS[tag]["epoch"]
 
@@ -374,6 +374,19 @@ def test_malicious_os_system_is_refused_without_running(tmp_path):
         read_pth(path)
     _assert_one_line_naming(err, path, "'os.system'", "refuses")
     assert not pwned.exists()
+
+
+def test_build_opcode_cannot_patch_argparse_namespace(tmp_path):
+    """BUILD applied to the Namespace class itself must not reach the real argparse.Namespace."""
+    def text(value):
+        return pickle.BINUNICODE + len(value).to_bytes(4, "little") + value.encode()
+    payload = (b"\x80\x02" + pickle.EMPTY_DICT + text("cls") + pickle.GLOBAL + b"argparse\nNamespace\n"
+               + pickle.NONE + pickle.EMPTY_DICT + text("injected_by_pickle") + text("x") + pickle.SETITEM
+               + pickle.TUPLE2 + pickle.BUILD + pickle.SETITEM + pickle.STOP)
+    path = tmp_path / "patch.pth"
+    write_zip_checkpoint(path, payload, {})
+    read_pth(path)
+    assert not hasattr(argparse.Namespace, "injected_by_pickle")
 
 
 @pytest.mark.parametrize("module,name", [("builtins", "eval"), ("posix", "system"), ("subprocess", "Popen"),
