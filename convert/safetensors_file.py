@@ -95,8 +95,10 @@ def read_safetensors(path) -> tuple[dict, dict]:
       CheckpointError (one line naming the file): missing file, truncated file, malformed header.
     """
     source = os.fspath(path)
-    if not os.path.isfile(source):
+    if not os.path.exists(source):
         raise CheckpointError(f"safetensors {source}: file not found")
+    if not os.path.isfile(source):
+        raise CheckpointError(f"safetensors {source}: not a regular file")
     file_size = os.path.getsize(source)
     with open(source, "rb") as f:
         prefix = f.read(8)

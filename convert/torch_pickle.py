@@ -21,15 +21,19 @@ stand-ins; any other global is refused before anything is called.
 Tensors come back as numpy arrays. A contiguous tensor is a view into its storage buffer, so
 tensors saved as views of one storage (e.g. DPT's `scratch.layer_rn.{k}` and
 `scratch.layer{k+1}_rn`) share memory here as they did in torch; a non-contiguous tensor is
-copied to C order. bfloat16 uses `ml_dtypes.bfloat16`.
+copied to C order, except an expanded one (more elements than its storage, e.g. stride 0),
+which stays a read-only strided view. bfloat16 uses `ml_dtypes.bfloat16`.
 
 Not supported (each raises a one-line `CheckpointError`): the legacy pre-1.6 non-zip format,
-plain pickles that are not torch zips, TorchScript archives (`constants.pkl`, code/).
+plain pickles that are not torch zips (refused, never unpickled), TorchScript archives
+(`constants.pkl`, code/), tensor subclasses (`torch._tensor._rebuild_from_type_v2`), numpy
+objects inside the pickle.
 """
 import _compat_pickle
 import argparse
 import collections
 import io
+import math
 import os
 import pickle
 import typing
@@ -115,13 +119,16 @@ def _tensor_from_storage(storage, storage_offset, size, stride, source):
     if last >= numel_storage:
         raise CheckpointError(f"checkpoint {source}: tensor of size {size} at offset {offset} reads element "
                               f"{last} of storage '{storage.key}', which holds {numel_storage}")
-    contiguous_stride = tuple(int(np.prod(size[i + 1:])) for i in range(len(size)))
-    numel = int(np.prod(size))
+    contiguous_stride = tuple(math.prod(size[i + 1:]) for i in range(len(size)))
+    numel = math.prod(size)
     if all(n == 1 or s == c for n, s, c in zip(size, stride, contiguous_stride)):
         return elements[offset:offset + numel].reshape(size)
     itemsize = elements.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(elements[offset:], shape=size,
                                            strides=tuple(s * itemsize for s in stride), writeable=False)
+    if numel > numel_storage:
+        # an expanded (stride-0) tensor: a copy could be far larger than the file, keep the view
+        return view
     return np.ascontiguousarray(view)
 
 
@@ -346,7 +353,7 @@ def read_pth(path) -> dict:
         except CheckpointError:
             raise
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-                AttributeError, MemoryError) as err:
+                AttributeError, MemoryError, OverflowError, RecursionError) as err:
             message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(f"checkpoint {source}: corrupt data.pkl ({message})") from None
     if not isinstance(obj, dict):

@@ -191,6 +191,17 @@ def test_pth_big_endian_and_deflated_storages(byteorder, compress, tmp_path):
         np.testing.assert_array_equal(loaded[name], expected, err_msg=name)
 
 
+def test_expanded_tensor_is_not_materialised(tmp_path):
+    """A stride-0 tensor over a 3-element storage reads right without allocating its full size."""
+    storage = StorageRef("0", np.arange(3, dtype=np.float32))
+    data_pkl, storages = pickle_torch_style({"expanded": TensorRef(storage, 1, (100_000, 100_000), (0, 0))})
+    path = tmp_path / "expanded.pth"
+    write_zip_checkpoint(path, data_pkl, storages)
+    expanded = read_pth(path)["expanded"]
+    assert expanded.shape == (100_000, 100_000) and expanded.strides == (0, 0)
+    assert expanded[12_345, 99_999] == 1.0
+
+
 def test_croco_style_checkpoint(tmp_path):
     """CroCo pretraining checkpoints: {'model': state dict, 'croco_kwargs': dict of plain values}."""
     croco_kwargs = {"enc_embed_dim": 32, "img_size": (224, 224), "pos_embed": "RoPE100", "norm_im2_in_dec": True}
