@@ -221,6 +221,9 @@ class ColorJitter:
             self.rng.uniform(1 - self.saturation, 1 + self.saturation),
             self.rng.uniform(-self.hue, self.hue),
         )
+        # as torchvision: an op whose range is zero is skipped (its PIL round trip is not exact)
+        enabled = (self.brightness > 0, self.contrast > 0, self.saturation > 0, self.hue > 0)
+        order = [op for op in order if enabled[op]]
         for op in order:
             if op == 0:
                 image = enhance.Brightness(image).enhance(factors[0])
