@@ -71,6 +71,10 @@ class _TorchStylePickler(pickle._Pickler):  # the pure-Python pickler lets us em
         super().__init__(file, protocol=2)
         self.storages = {}  # id(root array) -> StorageRef
 
+    def _new_key(self) -> str:
+        used = {storage.key for storage in self.storages.values()}
+        return next(str(i) for i in range(len(used) + 1) if str(i) not in used)
+
     def _tensor(self, array: np.ndarray) -> TensorRef:
         if array.dtype not in _STORAGE_NAMES:
             raise TypeError(f"no torch storage type for dtype {array.dtype}")
@@ -79,18 +83,19 @@ class _TorchStylePickler(pickle._Pickler):  # the pure-Python pickler lets us em
             # share one storage among all views of `root`
             storage = self.storages.get(id(root))
             if storage is None:
-                storage = self.storages[id(root)] = StorageRef(str(len(self.storages)), root.reshape(-1))
+                storage = self.storages[id(root)] = StorageRef(self._new_key(), root.reshape(-1))
             itemsize = array.dtype.itemsize
             start = array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
             return TensorRef(storage, start // itemsize, array.shape, [s // itemsize for s in array.strides])
         own = np.ascontiguousarray(array)
-        storage = StorageRef(str(len(self.storages)), own.reshape(-1))
+        storage = StorageRef(self._new_key(), own.reshape(-1))
         self.storages[id(own)] = storage
         strides = [int(np.prod(own.shape[i + 1:])) for i in range(own.ndim)]
         return TensorRef(storage, 0, own.shape, strides)
 
     def persistent_id(self, obj):
         if isinstance(obj, StorageRef):
+            self.storages.setdefault(("ref", obj.key), obj)  # hand-made TensorRefs bring their own
             name = _STORAGE_NAMES[obj.elements.dtype]
             return ("storage", GlobalRef("torch", name), obj.key, "cpu", int(obj.elements.size))
         return None
