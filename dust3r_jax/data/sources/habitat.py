@@ -52,6 +52,7 @@ class Habitat(ViewDataset):
     """`Habitat(size, split, ROOT, resolution, aug_crop, transform, seed)`; `size` names the scene list."""
 
     dataset_name = "Habitat"
+    splits = ("train", "val")  # what a TFDS build packs by default
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
@@ -59,12 +60,26 @@ class Habitat(ViewDataset):
         self.scenes = load_scenes(self.store, size, self.split)
 
     @classmethod
-    def files_to_pack(cls, store, split, size):
-        paths = [scene_list_path(size, split)]
-        for scene in load_scenes(store, size, split):
-            for file_index in range(1, VIEWS_PER_SCENE + 1):
-                paths.extend(view_paths(scene, file_index))
-        return paths
+    def files_to_pack(cls, store, split, size=None):
+        """The scene list(s) and the 15 files of each listed scene.
+
+        With `size` None, every `Habitat_<size>_scenes_<split>.txt` of the folder is packed (a TFDS
+        build then serves all sizes; scenes shared by several lists are packed once).
+        """
+        if size is None:
+            lists = sorted(path.name for path in store.root.glob(scene_list_path("*", split)))
+            if not lists:
+                raise InputError(f"{store.describe(scene_list_path('<size>', split))}: no scene list for split {split!r}")
+            sizes = [name[len("Habitat_"):-len(f"_scenes_{split}.txt")] for name in lists]
+        else:
+            sizes = [size]
+        paths = []
+        for list_size in sizes:
+            paths.append(scene_list_path(list_size, split))
+            for scene in load_scenes(store, list_size, split):
+                for file_index in range(1, VIEWS_PER_SCENE + 1):
+                    paths.extend(view_paths(scene, file_index))
+        return list(dict.fromkeys(paths))
 
     def __len__(self):
         return len(self.scenes)
