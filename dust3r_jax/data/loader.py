@@ -184,7 +184,7 @@ class PairLoader:
         import grain
 
         batches = self.grain_dataset(epoch, start_batch)
-        if self.num_threads <= 0:
-            return iter(batches)
+        if self.num_threads <= 0:  # in this thread, in order (iter() on a MapDataset would use threads)
+            return (batches[i] for i in range(len(batches)))
         options = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch * self.batch_size)
         return iter(batches.to_iter_dataset(options))
