@@ -1,0 +1,206 @@
+"""AsymmetricCroCo3DStereo: the DUSt3R network as a pure-functional Flax linen module.
+
+    model = AsymmetricCroCo3DStereo(model_config(...))
+    pred1, pred2 = model.apply({"params": params}, view1, view2)
+
+view = {"img": (B, H, W, 3) float in [-1, 1] (NHWC), "true_shape": (B, 2) int (H, W), optional}.
+pred1 = {"pts3d": (B, H, W, 3), "conf": (B, H, W)}: view1's pixels in view1's camera frame.
+pred2 = {"pts3d_in_other_view": (B, H, W, 3), "conf": (B, H, W)}: view2's pixels, also in view1's frame.
+
+Structure (attribute names mirror the official state dict, so the converter is a readable map):
+patch_embed -> enc_blocks_i -> enc_norm (both views, shared weights) -> decoder_embed ->
+dec_blocks_i (view 1, cross-attending to view 2) / dec_blocks2_i (view 2) -> dec_norm ->
+downstream_head1 / downstream_head2 (linear or DPT) -> exp post-processing.
+
+Intermediates are sown into the 'intermediates' collection (names as in the reference fixtures:
+'patch_embed.x', 'enc_blocks.{i}', 'decout1.{l}', 'head1.raw', ...) when `mutable=['intermediates']`.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from dust3r_jax.errors import InputError
+from dust3r_jax.layers.attention import dense
+from dust3r_jax.layers.blocks import DecoderBlock, EncoderBlock, layer_norm
+from dust3r_jax.layers.dpt_head import DPTHead
+from dust3r_jax.layers.linear_head import LinearHead
+from dust3r_jax.layers.patch_embed import PatchEmbed, is_portrait
+from dust3r_jax.layers.postprocess import postprocess
+from dust3r_jax.model_config import dpt_hooks, model_config, rope_frequency
+
+__all__ = ["AsymmetricCroCo3DStereo", "model_config", "check_views"]
+
+
+def check_views(view1, view2, config) -> None:
+    """Static checks of a pair of view dicts; raises InputError with a one-line message."""
+    p = config.patch_size
+    for name, view in (("view1", view1), ("view2", view2)):
+        if "img" not in view:
+            raise InputError(f"{name} has no 'img' entry; expected {{'img': (B, H, W, 3), 'true_shape': (B, 2)}}")
+        shape = tuple(view["img"].shape)
+        if len(shape) != 4 or shape[-1] != 3:
+            raise InputError(f"{name}['img'] has shape {shape}; expected (B, H, W, 3) NHWC")
+        if shape[1] % p or shape[2] % p:
+            raise InputError(
+                f"{name}['img'] is {shape[1]}x{shape[2]} (HxW); both sides must be multiples of the patch size {p}"
+            )
+        if config.patch_embed_cls == "ManyAR_PatchEmbed" and shape[2] < shape[1]:
+            raise InputError(
+                f"{name}['img'] is portrait ({shape[1]}x{shape[2]}); ManyAR_PatchEmbed models take landscape arrays "
+                "with portrait images transposed and their true_shape kept (H, W)"
+            )
+        true_shape = view.get("true_shape")
+        if true_shape is not None and tuple(true_shape.shape) != (shape[0], 2):
+            raise InputError(f"{name}['true_shape'] has shape {tuple(true_shape.shape)}; expected ({shape[0]}, 2)")
+    if view1["img"].shape[0] != view2["img"].shape[0]:
+        raise InputError(f"view1 and view2 batch sizes differ: {view1['img'].shape[0]} vs {view2['img'].shape[0]}")
+
+
+def _true_shape(view):
+    batch, height, width, _ = view["img"].shape
+    if view.get("true_shape") is not None:
+        return jnp.asarray(view["true_shape"], jnp.int32)
+    return jnp.broadcast_to(jnp.array([height, width], jnp.int32), (batch, 2))
+
+
+def _interleave(a, b):
+    """(a0, a1, ...), (b0, b1, ...) -> (a0, b0, a1, b1, ...) and (b0, a0, b1, a1, ...) along axis 0."""
+    first = jnp.stack([a, b], axis=1).reshape(-1, *a.shape[1:])
+    second = jnp.stack([b, a], axis=1).reshape(-1, *a.shape[1:])
+    return first, second
+
+
+class AsymmetricCroCo3DStereo(nn.Module):
+    config: ml_collections.ConfigDict
+
+    def __post_init__(self):
+        # a frozen config is hashable, so the module can be closed over by jit and lifted transforms
+        if not isinstance(self.config, ml_collections.FrozenConfigDict):
+            object.__setattr__(self, "config", ml_collections.FrozenConfigDict(self.config))
+        super().__post_init__()
+
+    # ---- sub-modules -------------------------------------------------------------------------
+    def setup(self):
+        cfg = self.config
+        kw = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
+        rope = rope_frequency(cfg)
+        self.patch_embed = PatchEmbed(
+            cfg.enc_embed_dim, cfg.patch_size, many_aspect_ratios=cfg.patch_embed_cls == "ManyAR_PatchEmbed", **kw
+        )
+        self.enc_blocks = [
+            EncoderBlock(cfg.enc_num_heads, cfg.mlp_ratio, rope, **kw) for _ in range(cfg.enc_depth)
+        ]
+        self.enc_norm = layer_norm("enc_norm", **kw)
+        self.decoder_embed = dense(cfg.dec_embed_dim, ("embed", "embed"), kw["dtype"], kw["param_dtype"], None)
+        self.dec_blocks = [
+            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **kw) for _ in range(cfg.dec_depth)
+        ]
+        self.dec_blocks2 = [
+            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **kw) for _ in range(cfg.dec_depth)
+        ]
+        self.dec_norm = layer_norm("dec_norm", **kw)
+        head_kw = dict(dtype=jnp.dtype(cfg.head_dtype), param_dtype=kw["param_dtype"])
+        num_channels = 3 + (cfg.conf_mode is not None)
+        if cfg.head_type == "linear":
+            make_head = lambda: LinearHead(num_channels, cfg.patch_size, **head_kw)
+        else:
+            make_head = lambda: DPTHead(num_channels, dpt_hooks(cfg), cfg.patch_size, **head_kw)
+        self.downstream_head1 = make_head()
+        self.downstream_head2 = make_head()
+
+    # ---- encoder -----------------------------------------------------------------------------
+    def encode(self, images, true_shape):
+        """images: (B, H, W, 3); true_shape: (B, 2). Returns tokens (B, N, E), positions (B, N, 2)."""
+        x, positions = self.patch_embed(images.astype(self.config.dtype), true_shape)
+        self.sow("intermediates", "patch_embed.x", x)
+        self.sow("intermediates", "patch_embed.pos", positions)
+        for i, block in enumerate(self.enc_blocks):
+            x = block(x, positions)
+            self.sow("intermediates", f"enc_blocks.{i}", x)
+        x = self.enc_norm(x)
+        self.sow("intermediates", "enc_norm", x)
+        return x, positions
+
+    def encode_pair(self, img1, img2, shape1, shape2):
+        """Same-size views are encoded in one batch [view1; view2], as the official model does."""
+        if img1.shape[1:] == img2.shape[1:]:
+            tokens, positions = self.encode(
+                jnp.concatenate([img1, img2]), jnp.concatenate([shape1, shape2])
+            )
+            batch = img1.shape[0]
+            return tokens[:batch], tokens[batch:], positions[:batch], positions[batch:]
+        tokens1, positions1 = self.encode(img1, shape1)
+        tokens2, positions2 = self.encode(img2, shape2)
+        return tokens1, tokens2, positions1, positions2
+
+    # ---- decoder -----------------------------------------------------------------------------
+    def decode(self, feat1, pos1, feat2, pos2):
+        """Both branches read the previous layer's pair. Returns the two token lists handed to the
+        heads: [encoder output, block 0 .. block L-2 outputs, dec_norm(block L-1 output)]."""
+        out1, out2 = [feat1], [feat2]
+        f1 = self.decoder_embed(feat1)
+        f2 = self.decoder_embed(feat2)
+        self.sow("intermediates", "decoder_embed", f1)
+        self.sow("intermediates", "decoder_embed", f2)
+        for block1, block2 in zip(self.dec_blocks, self.dec_blocks2):
+            f1, f2 = block1(f1, f2, pos1, pos2), block2(f2, f1, pos2, pos1)
+            out1.append(f1)
+            out2.append(f2)
+        last = self.config.dec_depth - 1
+        self.sow("intermediates", f"dec_blocks.{last}", f1)
+        self.sow("intermediates", f"dec_blocks2.{last}", f2)
+        out1[-1] = self.dec_norm(f1)
+        out2[-1] = self.dec_norm(f2)
+        for level, (t1, t2) in enumerate(zip(out1, out2)):
+            self.sow("intermediates", f"decout1.{level}", t1)
+            self.sow("intermediates", f"decout2.{level}", t2)
+        return out1, out2
+
+    # ---- heads -------------------------------------------------------------------------------
+    def run_head(self, head, tokens, true_shape, image_hw):
+        """Raw head output (B, H, W, C) for a batch whose array is (H, W).
+
+        landscape_only=False: the head decodes the (H/p, W/p) grid as given.
+        landscape_only=True (training): portrait images (true_shape H > W) arrive transposed and
+        were embedded upright, so they are decoded on the (W/p, H/p) grid and the result is
+        transposed back into the landscape array layout. Both are computed and selected per image
+        because true_shape may be a traced value.
+        """
+        dtype = jnp.dtype(self.config.head_dtype)
+        tokens = [t.astype(dtype) for t in tokens]
+        if not self.config.landscape_only:
+            return head(tokens, image_hw)
+        height, width = image_hw
+        landscape_out = head(tokens, (height, width))
+        portrait_out = jnp.swapaxes(head(tokens, (width, height)), 1, 2)
+        portrait = is_portrait(true_shape)
+        return jnp.where(portrait[:, None, None, None], portrait_out, landscape_out)
+
+    def __call__(self, view1, view2, symmetrized: bool = False):
+        """view1, view2: {'img': (B, H, W, 3), 'true_shape': (B, 2)}. `symmetrized` (static): the
+        batch is pairs (a, b), (b, a), (c, d), (d, c), ...: only even pairs are encoded."""
+        cfg = self.config
+        check_views(view1, view2, cfg)
+        img1, img2 = view1["img"], view2["img"]
+        shape1, shape2 = _true_shape(view1), _true_shape(view2)
+        batch = img1.shape[0]
+        if symmetrized and batch % 2:
+            raise InputError(f"symmetrized=True needs an even batch of (a, b), (b, a) pairs; got batch {batch}")
+        precision = cfg.matmul_precision if jnp.dtype(cfg.dtype) == jnp.float32 else None
+        with jax.default_matmul_precision(precision):
+            if symmetrized and batch > 1:
+                feat1, feat2, pos1, pos2 = self.encode_pair(img1[::2], img2[::2], shape1[::2], shape2[::2])
+                feat1, feat2 = _interleave(feat1, feat2)
+                pos1, pos2 = _interleave(pos1, pos2)
+            else:
+                feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
+            dec1, dec2 = self.decode(feat1, pos1, feat2, pos2)
+            raw1 = self.run_head(self.downstream_head1, dec1, shape1, img1.shape[1:3])
+            raw2 = self.run_head(self.downstream_head2, dec2, shape2, img2.shape[1:3])
+        self.sow("intermediates", "head1.raw", raw1)
+        self.sow("intermediates", "head2.raw", raw2)
+        pred1 = postprocess(raw1, cfg.depth_mode, cfg.conf_mode)
+        pred2 = postprocess(raw2, cfg.depth_mode, cfg.conf_mode)
+        pred2["pts3d_in_other_view"] = pred2.pop("pts3d")
+        return pred1, pred2
