@@ -9,6 +9,7 @@ import hashlib
 import json
 import lzma
 import math
+import os
 import pickle
 import shutil
 import struct
@@ -398,6 +399,28 @@ def test_build_opcode_cannot_patch_argparse_namespace(tmp_path):
     write_zip_checkpoint(path, payload, {})
     read_pth(path)
     assert not hasattr(argparse.Namespace, "injected_by_pickle")
+
+
+class _Touch:
+    """An object whose pickle runs os.system('touch <path>') when plain pickle loads it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.path}",)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_malicious_pickle_from_the_real_pickler_is_refused(protocol, tmp_path):
+    """Protocols >= 4 name globals with STACK_GLOBAL; those are refused as well."""
+    pwned = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    write_zip_checkpoint(path, pickle.dumps({"model": _Touch(pwned)}, protocol=protocol), {})
+    with pytest.raises(CheckpointError) as err:
+        read_pth(path)
+    _assert_one_line_naming(err, path, f"'{os.system.__module__}.system'")
+    assert not pwned.exists()
 
 
 @pytest.mark.parametrize("module,name", [("builtins", "eval"), ("posix", "system"), ("subprocess", "Popen"),
