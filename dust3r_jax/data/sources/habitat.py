@@ -52,7 +52,6 @@ class Habitat(ViewDataset):
     """`Habitat(size, split, ROOT, resolution, aug_crop, transform, seed)`; `size` names the scene list."""
 
     dataset_name = "Habitat"
-    splits = ("train", "val")  # what a TFDS build packs by default
 
     def __init__(self, size, **kwargs):
         super().__init__(**kwargs)
@@ -60,23 +59,25 @@ class Habitat(ViewDataset):
         self.scenes = load_scenes(self.store, size, self.split)
 
     @classmethod
-    def files_to_pack(cls, store, split, size=None):
+    def files_to_pack(cls, store, split=None, size=None):
         """The scene list(s) and the 15 files of each listed scene.
 
-        With `size` None, every `Habitat_<size>_scenes_<split>.txt` of the folder is packed (a TFDS
-        build then serves all sizes; scenes shared by several lists are packed once).
+        `size` None packs every `Habitat_<size>_scenes_<split>.txt` of the folder, and `split` None
+        every split's (what a TFDS build does by default: the build then serves all sizes and
+        splits; a scene listed several times is packed once). Listing needs a folder store.
         """
-        if size is None:
-            lists = sorted(path.name for path in store.root.glob(scene_list_path("*", split)))
+        if size is None or split is None:
+            pattern = scene_list_path("*" if size is None else size, "*" if split is None else split)
+            lists = sorted(path.name for path in store.root.glob(pattern))
             if not lists:
-                raise InputError(f"{store.describe(scene_list_path('<size>', split))}: no scene list for split {split!r}")
-            sizes = [name[len("Habitat_"):-len(f"_scenes_{split}.txt")] for name in lists]
+                raise InputError(f"{store.describe(pattern)}: no Habitat scene list matches")
+            size_split = [name[len("Habitat_"):-len(".txt")].split("_scenes_") for name in lists]
         else:
-            sizes = [size]
+            size_split = [(size, split)]
         paths = []
-        for list_size in sizes:
-            paths.append(scene_list_path(list_size, split))
-            for scene in load_scenes(store, list_size, split):
+        for list_size, list_split in size_split:
+            paths.append(scene_list_path(list_size, list_split))
+            for scene in load_scenes(store, list_size, list_split):
                 for file_index in range(1, VIEWS_PER_SCENE + 1):
                     paths.extend(view_paths(scene, file_index))
         return list(dict.fromkeys(paths))
