@@ -1,0 +1,101 @@
+"""AdamW with the official parameter groups, the official learning-rate schedule, and freezing.
+
+Official recipe (datasets/README.md section 3): PyTorch AdamW, betas (0.9, 0.95), eps 1e-8,
+weight decay 0.05 decoupled and scaled by the current lr; no decay for parameters with one
+dimension or named `*.bias` (biases and LayerNorm weights); lr warm-up linear from exactly 0 then
+half-cycle cosine down to `min_lr`, both in fractional epochs and evaluated per optimiser step.
+
+optax's `adamw` computes `-lr * (m_hat / (sqrt(v_hat) + eps) + wd * p)`, which equals PyTorch's
+"decay first, then Adam step" because the Adam part does not depend on `p`.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# croco's `set_freeze`: which top-level modules each mode freezes (note: not `enc_norm`).
+FROZEN_PREFIXES = {
+    "none": (),
+    "mask": ("mask_token",),
+    "encoder": ("mask_token", "patch_embed", "enc_blocks"),
+}
+
+
+def lr_at_epoch(epoch, lr, min_lr, warmup_epochs, epochs):
+    """Official `adjust_learning_rate` at fractional epoch `epoch` (float or traced scalar)."""
+    epoch = jnp.asarray(epoch, jnp.float32)
+    warm = lr * epoch / max(warmup_epochs, 1e-12)
+    span = max(epochs - warmup_epochs, 1e-12)
+    cosine = min_lr + (lr - min_lr) * 0.5 * (1.0 + jnp.cos(math.pi * (epoch - warmup_epochs) / span))
+    return jnp.where(epoch < warmup_epochs, warm, cosine)
+
+
+def make_schedule(lr, min_lr, warmup_epochs, epochs, steps_per_epoch):
+    """optax schedule of the optimiser step count k: lr at fractional epoch k / steps_per_epoch.
+
+    With `accum_iter` micro-batches per step, the official lr is set on micro-batch s = k * accum
+    of a loader of L = steps_per_epoch * accum micro-batches: epoch + s / L = k / steps_per_epoch.
+    """
+    if steps_per_epoch <= 0:
+        raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
+
+    def schedule(count):
+        return lr_at_epoch(count / steps_per_epoch, lr, min_lr, warmup_epochs, epochs)
+
+    return schedule
+
+
+def _path_names(path):
+    return tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def _is_frozen(names, freeze):
+    prefixes = FROZEN_PREFIXES[freeze]
+    # module lists may be flattened as 'enc_blocks_0' (linen) or nested as ('enc_blocks', '0')
+    return any(n == p or n.startswith(p + "_") for n in names[:1] for p in prefixes)
+
+
+def decay_mask(params):
+    """True for parameters in the decay group: more than one dimension and not a bias."""
+    def decays(path, leaf):
+        return bool(jnp.ndim(leaf) > 1 and _path_names(path)[-1] != "bias")
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def trainable_labels(params, freeze="none"):
+    """'train' or 'frozen' per parameter, by croco's freeze mode ('none' | 'mask' | 'encoder')."""
+    if freeze not in FROZEN_PREFIXES:
+        raise ValueError(f"freeze={freeze!r}: expected one of {sorted(FROZEN_PREFIXES)}")
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if _is_frozen(_path_names(path), freeze) else "train", params)
+
+
+def param_group_counts(params, freeze="none"):
+    """{'decay': (tensors, values), 'no_decay': (tensors, values)} over trainable params (for logs/tests)."""
+    counts = {"decay": [0, 0], "no_decay": [0, 0]}
+    labels = jax.tree.leaves(trainable_labels(params, freeze))
+    for leaf, decays, label in zip(jax.tree.leaves(params), jax.tree.leaves(decay_mask(params)), labels):
+        if label == "frozen":
+            continue
+        group = counts["decay" if decays else "no_decay"]
+        group[0] += 1
+        group[1] += int(math.prod(jnp.shape(leaf)))
+    return {k: tuple(v) for k, v in counts.items()}
+
+
+def make_optimizer(optim_config, steps_per_epoch, params):
+    """optax GradientTransformation for the `optim` section of a training config.
+
+    Reads: lr, min_lr, warmup_epochs, epochs, weight_decay, b1, b2, eps, freeze.
+    Frozen parameters get zero updates and no optimiser moments are used for them.
+    """
+    schedule = make_schedule(optim_config.lr, optim_config.min_lr, optim_config.warmup_epochs,
+                             optim_config.epochs, steps_per_epoch)
+    adamw = optax.adamw(learning_rate=schedule, b1=optim_config.b1, b2=optim_config.b2,
+                        eps=optim_config.eps, weight_decay=optim_config.weight_decay,
+                        mask=decay_mask)
+    labels = trainable_labels(params, optim_config.freeze)
+    if all(label == "train" for label in jax.tree.leaves(labels)):
+        return adamw, schedule
+    return optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()}, labels), schedule

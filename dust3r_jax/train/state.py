@@ -1,0 +1,122 @@
+"""The train state and its sharded initialisation.
+
+`TrainState` holds everything exact resume needs on device: the optimiser step count, fp32
+params, optimiser state, and an RNG key (raw uint32 key data, so that orbax stores it as an array).
+Shardings come from the model's logical axis names through the rules table (`sharding.py`):
+the state is built with `jax.eval_shape` first, its shardings derived, then materialised by a
+`jax.jit` whose `out_shardings` put every shard directly where it lives.
+"""
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dust3r_jax.errors import CheckpointError
+from dust3r_jax.train import sharding as shd
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array          # () int32: optimiser steps taken
+    params: Any              # fp32 model params
+    opt_state: Any           # optax state (moments sharded like their params)
+    rng: jax.Array           # (2,) uint32 raw key, advanced once per step
+
+
+def _path_names(path):
+    return tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
+def opt_state_shardings(abstract_opt_state, param_shardings, mesh):
+    """Optimiser-state leaves whose path ends with a parameter's path (and shape) are sharded like it.
+
+    Everything else (step counts, masked placeholders) is replicated.
+    """
+    by_path = {_path_names(p): s for p, s in jax.tree_util.tree_flatten_with_path(param_shardings)[0]}
+
+    def one(path, leaf):
+        names = _path_names(path)
+        for start in range(len(names)):
+            sharding = by_path.get(names[start:])
+            if sharding is not None and len(sharding.spec) <= leaf.ndim:
+                return sharding
+        return shd.replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
+
+
+def _sample_views(model_config, batch, height, width):
+    view = {"img": jnp.zeros((batch, height, width, 3), jnp.float32),
+            "true_shape": jnp.tile(jnp.array([[height, width]], jnp.int32), (batch, 1))}
+    return view, dict(view)
+
+
+def abstract_params_and_shardings(model, mesh, rules, image_hw, batch=2):
+    """(abstract fp32 params, their NamedShardings, logical specs) without allocating anything."""
+    view1, view2 = _sample_views(model.config, batch, *image_hw)
+    boxed = jax.eval_shape(lambda key: model.init(key, view1, view2)["params"], jax.random.key(0))
+    logical = nn.get_partition_spec(boxed)
+    abstract = nn.meta.unbox(boxed)
+    return abstract, shd.tree_shardings(abstract, logical, mesh, rules), logical
+
+
+def merge_pretrained(params, pretrained, param_shardings, source):
+    """Official non-strict load: every model parameter found in `pretrained` (same path) replaces
+    the random one; the others stay random (e.g. the DPT head when starting from a linear model).
+
+    params: sharded random params; pretrained: host param tree. A parameter present in both with
+    another shape raises CheckpointError naming it. Returns (params, report dict).
+    """
+    loaded = {"/".join(_path_names(p)): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(pretrained)[0]}
+    used, missing = set(), []
+
+    def one(path, leaf, sharding):
+        key = "/".join(_path_names(path))
+        if key not in loaded:
+            missing.append(key)
+            return leaf
+        value = np.asarray(loaded[key])
+        if value.shape != leaf.shape:
+            raise CheckpointError(f"{source}: parameter {key!r} has shape {value.shape}, model needs {leaf.shape}")
+        used.add(key)
+        return jax.device_put(value.astype(leaf.dtype), sharding)
+
+    merged = jax.tree_util.tree_map_with_path(one, params, param_shardings)
+    if not used:
+        raise CheckpointError(f"{source}: none of its parameters fits the configured model")
+    return merged, {"loaded": len(used), "missing": sorted(missing), "unexpected": sorted(set(loaded) - used)}
+
+
+def create_train_state(model, tx, mesh, rules, image_hw, seed, pretrained=None, pretrained_source="init"):
+    """Sharded `TrainState`, its shardings (a TrainState of NamedShardings), and a load report.
+
+    Params are initialised randomly from `seed`; `pretrained` (a host param tree, e.g. from
+    `dust3r_jax.load_model`) then replaces every parameter it has (see `merge_pretrained`).
+    """
+    abstract, param_shardings, _ = abstract_params_and_shardings(model, mesh, rules, image_hw)
+    view1, view2 = _sample_views(model.config, 2, *image_hw)
+
+    def init(key):
+        return nn.meta.unbox(model.init(key, view1, view2)["params"])
+
+    params = jax.jit(init, out_shardings=param_shardings)(jax.random.key(seed))
+    report = None
+    if pretrained is not None:
+        params, report = merge_pretrained(params, pretrained, param_shardings, pretrained_source)
+    abstract_opt = jax.eval_shape(tx.init, abstract)
+    opt_shardings = opt_state_shardings(abstract_opt, param_shardings, mesh)
+    opt_state = jax.jit(tx.init, in_shardings=(param_shardings,), out_shardings=opt_shardings)(params)
+    replicated = shd.replicated(mesh)
+    shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings, rng=replicated)
+    rng = jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1))
+    state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), replicated), params=params,
+                       opt_state=opt_state, rng=jax.device_put(rng, replicated))
+    return state, shardings, report
+
+
+def abstract_state(state):
+    """ShapeDtypeStructs (with shardings) of a state: the restore target for orbax."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
