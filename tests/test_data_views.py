@@ -182,3 +182,12 @@ def test_int_index_needs_a_single_resolution():
 def test_nan_depth_is_an_input_error():
     with pytest.raises(InputError, match="synthetic flat/0: depth map has NaN"):
         _Synthetic(nan_at=(20, 25), resolution=24)[0]
+
+
+def test_color_jitter_of_seeded_views_is_reproducible():
+    first = _Synthetic(resolution=24, seed=777, transform="ColorJitter")[3]
+    again = _Synthetic(resolution=24, seed=777, transform="ColorJitter")[3]
+    plain = _Synthetic(resolution=24, seed=777)[3]
+    np.testing.assert_array_equal(first[1]["img"], again[1]["img"])
+    assert not np.array_equal(first[1]["img"], plain[1]["img"])  # view 1 is not black
+    assert first[0]["rng"] == plain[0]["rng"]  # jitter does not consume the view generator

@@ -33,6 +33,8 @@ from dust3r_jax.errors import ConfigError, InputError
 
 # dtypes a view's array fields may have (anything else, e.g. a float64 pose, is a bug)
 _ALLOWED_DTYPES = (np.float32, np.bool_, np.int32, np.int64, np.uint8)
+# last word of the seed of a view's colour-jitter generator (keeps it apart from the view stream)
+_JITTER_STREAM = 0xC011
 
 
 def parse_resolutions(resolution, name="resolution"):
@@ -119,6 +121,8 @@ class ViewDataset(DatasetArithmetic):
         """Restart the unseeded stream from `default_rng(seed)` at the next call."""
         self.stream_seed = seed
         self._rng = None
+        if hasattr(self.transform, "reseed"):
+            self.transform.reseed(None if seed is None else (int(seed), _JITTER_STREAM))
 
     def set_index_seed(self, seed):
         """Unseeded datasets draw from `default_rng((seed, idx))` per call (None: back to the stream)."""
@@ -166,7 +170,7 @@ class ViewDataset(DatasetArithmetic):
         view["idx"] = idx_tuple
         width, height = view["img"].size
         view["true_shape"] = np.int32((height, width))
-        view["img"] = self.transform(view["img"])
+        view["img"] = self._transform_image(view["img"], idx_tuple)
         if "camera_intrinsics" not in view:
             raise AssertionError(f"{name}: no camera_intrinsics")
         if "camera_pose" not in view:
@@ -179,6 +183,17 @@ class ViewDataset(DatasetArithmetic):
             if isinstance(value, np.ndarray) and value.dtype.type not in _ALLOWED_DTYPES:
                 raise AssertionError(f"{name}: field {key} has dtype {value.dtype}")
         return view
+
+    def _transform_image(self, image, idx_tuple):
+        """Apply the transform; a random one (ColorJitter) gets a generator of (seed, idx, v) when
+        views are seeded (its official counterpart draws from torch's RNG: not reproducible)."""
+        if not getattr(self.transform, "takes_rng", False):
+            return self.transform(image)
+        base = self.seed if self.seed else self.index_seed
+        if base is None:
+            return self.transform(image)  # its own stream (reseeded by set_stream_seed)
+        idx, _, v = idx_tuple
+        return self.transform(image, rng=np.random.default_rng((int(base), int(idx), int(v), _JITTER_STREAM)))
 
     def _resolution_str(self):
         return "[" + ";".join(f"{w}x{h}" for w, h in self.resolutions) + "]"

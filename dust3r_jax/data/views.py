@@ -198,7 +198,9 @@ class ColorJitter:
     """torchvision `ColorJitter(0.5, 0.5, 0.5, 0.1)` then ImgNorm, on PIL images, per view.
 
     The official transform draws from torch's global RNG, which cannot be reproduced here; this
-    one draws from its own numpy generator (`seed`, or fresh entropy), the same distributions:
+    one draws from its own numpy generator (`seed`, or fresh entropy) or from the generator the
+    caller passes (the base dataset passes one per (seed, idx, view) when views are seeded, so
+    jittered views are reproducible and thread-safe too), with the same distributions:
     a random order of the four ops, factors U[0.5, 1.5] for brightness/contrast/saturation and a
     hue shift U[-0.1, 0.1] of a turn, applied as PIL does (ImageEnhance, HSV uint8 wrap-around).
     """
@@ -238,8 +240,16 @@ class ColorJitter:
                 image = PIL.Image.merge("HSV", (hue, sat, val)).convert("RGB")
         return image
 
-    def __call__(self, image):
-        return img_norm(self.jitter(image.convert("RGB")))
+    takes_rng = True  # the base dataset may hand it a per-view generator (reproducible jitter)
+
+    def __call__(self, image, rng=None):
+        if rng is None:
+            return img_norm(self.jitter(image.convert("RGB")))
+        own, self.rng = self.rng, rng
+        try:
+            return img_norm(self.jitter(image.convert("RGB")))
+        finally:
+            self.rng = own
 
     def __repr__(self):
         return "ColorJitter"

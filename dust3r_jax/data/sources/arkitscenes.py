@@ -93,6 +93,7 @@ class ARKitScenes(PairListDataset):
     """`ARKitScenes(split, ROOT, ...)` with split 'train' (ROOT/Training) or 'test' (ROOT/Test)."""
 
     dataset_name = "arkitscenes"
+    splits = ("train", "test")  # what a TFDS build packs by default
     _split_dirs = {"train": "Training", "test": "Test"}
 
     @classmethod

@@ -16,6 +16,7 @@ class ScanNetpp(PairListDataset):
     """`ScanNetpp(split='train', ROOT, ...)`: only the train split exists."""
 
     dataset_name = "ScanNet++"
+    splits = ("train",)
 
     @classmethod
     def check_split(cls, split):
