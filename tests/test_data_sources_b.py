@@ -52,13 +52,19 @@ def test_views_from_folder_equal_official(reference_dir):
 
 @pytest.fixture(scope="module")
 def tfds_builds(reference_dir, tmp_path_factory):
-    """Every own dataset with a fake copy, packed (default splits) into array_record once."""
+    """Every own dataset with a fake copy, packed (default splits) into array_record once.
+
+    Built from a copy of the fake folder that is deleted afterwards: reading needs only the build.
+    """
     from dust3r_jax.data.tfds_builder import RecordStore, build_source_dataset
 
     data_dir = tmp_path_factory.mktemp("tfds_b")
     stores = {}
     for name, manifest, _ in dataset_manifests(reference_dir, OWN_DATASETS):
-        build_source_dataset(name, reference_dir / "datasets" / manifest["fake_root"], data_dir)
+        copy = tmp_path_factory.mktemp("folder") / name
+        shutil.copytree(reference_dir / "datasets" / manifest["fake_root"], copy)
+        build_source_dataset(name, copy, data_dir)
+        shutil.rmtree(copy)
         stores[name] = RecordStore(name, data_dir)
     return stores
 

@@ -34,10 +34,16 @@ def load_metadata(store, split, apply_split=False):
     if missing:
         raise InputError(f"{store.describe(METADATA_FILE)}: missing arrays {missing}")
     scenes, images, table = data["scenes"], data["images"], data["pairs"]
-    if table.dtype.names is None or len(table.dtype.names) < 3:
+    # read by position, as the official unpacking does: a structured array (the preprocessing's)
+    # or a plain (M, >=3) numeric array
+    if table.dtype.names is not None and len(table.dtype.names) >= 3:
+        pairs = np.stack([np.asarray(table[name]) for name in table.dtype.names[:3]], axis=-1)
+    elif table.dtype.names is None and table.ndim == 2 and table.shape[1] >= 3 and np.issubdtype(table.dtype, np.number):
+        pairs = table[:, :3]
+    else:
         raise InputError(f"{store.describe(METADATA_FILE)}: 'pairs' should be a structured array "
-                         f"(scene_id, im1_id, im2_id, score), found dtype {table.dtype}")
-    pairs = np.stack([np.asarray(table[name], dtype=np.int64) for name in table.dtype.names[:3]], axis=-1)
+                         f"(scene_id, im1_id, im2_id, score), found {table.dtype} {table.shape}")
+    pairs = pairs.astype(np.int64)
     if apply_split:
         if split not in ("train", "val"):
             raise ConfigError(f"MegaDepth: split {split!r}, expected 'train' or 'val' with apply_split=True")
