@@ -124,13 +124,16 @@ def test_hf_safetensors_equals_pth(tag, checkpoints, reference_dir, tmp_path):
     """The Hugging Face copy holds the .pth tensors bit for bit; aliases live in its metadata."""
     hf = MODELS[tag]["hf"]
     unpacked = tmp_path / "model.safetensors"
-    with lzma.open(reference_dir / hf["dir"] / "model.safetensors.xz") as src, open(unpacked, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    assert unpacked.stat().st_size == hf["safetensors_size"]
-    with open(unpacked, "rb") as f:
-        assert hashlib.file_digest(f, "sha256").hexdigest() == hf["safetensors_sha256"]
+    try:  # 155 MB: do not leave it in pytest's kept temp folders
+        with lzma.open(reference_dir / hf["dir"] / "model.safetensors.xz") as src, open(unpacked, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        assert unpacked.stat().st_size == hf["safetensors_size"]
+        with open(unpacked, "rb") as f:
+            assert hashlib.file_digest(f, "sha256").hexdigest() == hf["safetensors_sha256"]
+        tensors, metadata = read_safetensors(unpacked)
+    finally:
+        unpacked.unlink(missing_ok=True)
 
-    tensors, metadata = read_safetensors(unpacked)
     assert [(k, list(v.shape), v.dtype) for k, v in tensors.items()] == [
         (e["key"], e["shape"], SAFETENSORS_DTYPES[e["dtype"]]) for e in hf["safetensors_keys"]]
     assert metadata == hf["safetensors_metadata"]
