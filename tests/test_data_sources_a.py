@@ -51,26 +51,34 @@ def test_views_from_folder_equal_official(reference_dir):
 
 @pytest.fixture(scope="module")
 def tfds_builds(reference_dir, tmp_path_factory):
-    """Every own dataset with a fake copy, packed into array_record once: {name: RecordStore}."""
-    from dust3r_jax.data.tfds_builder import RecordStore, build_source_dataset
+    """Every own dataset with a fake copy, packed with `dust3r-jax build-data` into one data_dir."""
+    import argparse
+
+    from dust3r_jax.commands import build_data
+    from dust3r_jax.data.tfds_builder import RecordStore
 
     data_dir = tmp_path_factory.mktemp("tfds")
     stores = {}
     for name, manifest, _ in dataset_manifests(reference_dir, OWN_DATASETS):
         splits = sorted({c["constructor"].split("split='")[1].split("'")[0] for c in manifest["configs"]})
-        build_source_dataset(name, reference_dir / "datasets" / manifest["fake_root"], data_dir, splits=splits)
+        parser = argparse.ArgumentParser()
+        build_data.add_arguments(parser)
+        assert build_data.run(parser.parse_args([
+            "--dataset", name, "--root", str(reference_dir / "datasets" / manifest["fake_root"]),
+            "--data-dir", str(data_dir), "--splits", *splits])) == 0
         stores[name] = RecordStore(name, data_dir)
-    return stores
+    return data_dir, stores
 
 
 def test_views_from_tfds_build_equal_official(reference_dir, tfds_builds):
     import sys
 
+    data_dir, stores = tfds_builds
     bad = []
     for name, manifest, npz, config in _cases(reference_dir):
         constructor = config["constructor"].replace("ROOT='{ROOT}', ", "").replace(", ROOT='{ROOT}'", "")
-        dataset = parse_dataset(constructor, stores={name: tfds_builds[name]})
-        assert dataset.store is tfds_builds[name]
+        dataset = parse_dataset(constructor, tfds_data_dir=data_dir)
+        assert type(dataset.store).__name__ == "RecordStore"
         with np.load(npz) as expected:
             bad += [f"{name} {m}" for m in _run_config(dataset, config, expected)]
     assert not bad, "\n".join(bad)
@@ -150,6 +158,6 @@ def test_unknown_constructor_argument_is_a_config_error(reference_dir):
 def test_tfds_store_missing_file_names_it(reference_dir, tfds_builds):
     from dust3r_jax.data.files import read_image
 
-    store = next(iter(tfds_builds.values()))
+    store = next(iter(tfds_builds[1].values()))
     with pytest.raises(InputError, match="no/such/frame.jpg"):
         read_image(store, "no/such/frame.jpg")

@@ -187,8 +187,10 @@ def _build(node, roots, defaults, stores):
         args = [_literal(arg, f"{name}(...)") for arg in node.args]
         if "ROOT" not in kwargs and name in (roots or {}):
             kwargs["ROOT"] = roots[name]
-        if stores and name in stores and "ROOT" not in kwargs:
-            kwargs["store"] = stores[name]
+        if stores is not None and "ROOT" not in kwargs:
+            store = stores(name) if callable(stores) else stores.get(name)
+            if store is not None:
+                kwargs["store"] = store
         cls = get_source(name)
         try:
             return cls(*args, **kwargs)
@@ -206,13 +208,24 @@ def _fold_unary_plus(node):
     return node
 
 
-def parse_dataset(text, roots=None, defaults=None, stores=None):
+# keyword defaults that make the published (README 3.4) training strings runnable: they write
+# `ARKitScenes(...)` without its required split
+PUBLISHED_DEFAULTS = {"ARKitScenes": {"split": "train"}}
+
+
+def parse_dataset(text, roots=None, defaults=None, stores=None, tfds_data_dir=None):
     """Build the dataset a string describes (official syntax, no eval).
 
     text: e.g. "1000 @ Co3d(split='train', ROOT='/data/co3d', resolution=224) + ...";
-    roots: {class name: folder} used when a call has no ROOT; stores: {class name: store} (e.g.
-    a TFDS `RecordStore`) used instead of ROOT; defaults: {class name: {kwarg: value}}.
+    roots: {class name: folder} used when a call has no ROOT; stores: {class name: store} or a
+    callable name -> store (e.g. a TFDS `RecordStore`) used when a call has no ROOT;
+    tfds_data_dir: read every dataset without ROOT/roots entry from the TFDS builds in this
+    folder; defaults: {class name: {kwarg: value}} (see PUBLISHED_DEFAULTS).
     """
+    if tfds_data_dir is not None and stores is None:
+        from dust3r_jax.data.tfds_builder import tfds_stores
+
+        stores = tfds_stores(tfds_data_dir, skip=set(roots or ()))
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"dataset string: empty or not a string: {text!r}")
     try:

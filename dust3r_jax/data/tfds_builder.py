@@ -14,7 +14,8 @@ decoders run on the same bytes). The record order is listed in the build's `meta
     store = RecordStore('Co3d', data_dir='/data/tfds')
     ds = Co3d(split='train', store=store, resolution=224)      # same views as ROOT='/data/co3d'
 
-One builder class per official dataset (`Dust3rCo3d`, ..., TFDS names `dust3r_co3d`, ...), all
+One builder class per official dataset (`Dust3rCo3d`, ..., TFDS names `dust3r_co3d`,
+`dust3r_scannetpp`, ...), all
 made by `_make_builder` from the source registry: a source only has to provide
 `files_to_pack(store, split)`.
 """
@@ -87,6 +88,7 @@ def _builder_name(source_name):
 def _make_builder(source_name):
     cls = type(_builder_name(source_name), (SourceFilesBuilder,), {
         "source_name": source_name,
+        "name": f"dust3r_{source_name.lower()}",
         "__doc__": f"Array_record files of a preprocessed {source_name} folder (see module docstring).",
         "__module__": __name__,
     })
@@ -147,3 +149,17 @@ class RecordStore:
 
     def __repr__(self):
         return f"RecordStore({self.name!r})"
+
+
+def tfds_stores(data_dir, skip=()):
+    """A callable name -> RecordStore of the build in `data_dir` (opened once; None for `skip`)."""
+    opened = {}
+
+    def store_of(name):
+        if name in skip:
+            return None
+        if name not in opened:
+            opened[name] = RecordStore(name, data_dir)
+        return opened[name]
+
+    return store_of
