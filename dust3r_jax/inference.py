@@ -84,7 +84,7 @@ def plan_batches(pairs: list, batch_size: int) -> list[tuple[list[int], bool]]:
                     used.add(position)
         else:
             singles = list(positions)
-        per_batch = sym_batch // 2
+        per_batch = max(sym_batch // 2, 1)  # (no units at all when batch_size is 1)
         for start in range(0, len(units), per_batch):
             batches.append(([p for unit in units[start:start + per_batch] for p in unit], True))
         for start in range(0, len(singles), batch_size):
