@@ -5,6 +5,7 @@ constructor string and called with the manifest's indices in order on one object
 every view must equal the official one exactly (max diff 0), reading the fake folder and reading
 a TFDS array_record build of it. Bad inputs raise one-line InputErrors naming the file.
 """
+import json
 import shutil
 import sys
 
@@ -165,8 +166,7 @@ def test_nan_depth_names_the_depth_file(reference_dir, tmp_path):
     from dust3r_jax.data.files import FolderStore, read_exr_depth
 
     depth = read_exr_depth(FolderStore(root), victim.relative_to(root).as_posix())
-    depth[depth.shape[0] // 2, depth.shape[1] // 2] = np.nan  # the crop is centred: always inside
-    _write_exr(victim, depth)
+    _write_exr(victim, np.full_like(depth, np.nan))  # NaN everywhere: inside any crop
     with pytest.raises(InputError, match=victim.name) as err:
         dataset[0]
     assert "NaN" in str(err.value) and "\n" not in str(err.value)
@@ -186,15 +186,19 @@ def test_missing_camera_entry_names_the_file(reference_dir, tmp_path):
 
 
 def test_habitat_with_no_finite_pose_is_an_input_error(reference_dir, tmp_path):
-    from dust3r_jax.data.files import read_text_lines, FolderStore
+    from dust3r_jax.data.files import FolderStore, read_text_lines
     from dust3r_jax.data.sources.habitat import Habitat, view_paths
 
     root = _fake_copy(reference_dir, tmp_path, "Habitat")
-    dataset = Habitat(1_000, split="val", ROOT=str(root), resolution=64, seed=777)
-    scene = read_text_lines(FolderStore(root), "Habitat_1000_scenes_val.txt")[0]
+    scene_list = sorted(root.glob("Habitat_*_scenes_*.txt"))[0].name
+    size, split = scene_list[len("Habitat_"):-len(".txt")].split("_scenes_")
+    dataset = Habitat(int(size), split=split, ROOT=str(root), resolution=64, seed=777)
+    scene = read_text_lines(FolderStore(root), scene_list)[0]
     for file_index in range(1, 6):
         camera_file = root / view_paths(scene, file_index)[2]
-        camera_file.write_text(camera_file.read_text().replace('"t_cam2world": [', '"t_cam2world": [NaN, 0, 0], "_": ['))
+        camera = json.loads(camera_file.read_text())
+        camera["t_cam2world"][0] = float("nan")
+        camera_file.write_text(json.dumps(camera))
     with pytest.raises(InputError, match="camera poses of all 5 views") as err:
         dataset[0]
     assert scene in str(err.value)
@@ -211,8 +215,8 @@ def test_missing_index_file_and_bad_split(reference_dir, tmp_path):
     (root / "blendedmvs_pairs.npy").unlink()
     with pytest.raises(InputError, match="blendedmvs_pairs.npy"):
         BlendedMVS(split="train", ROOT=str(root), resolution=64)
-    with pytest.raises(InputError, match="Habitat_7_scenes_train.txt"):
-        Habitat(7, split="train", ROOT=str(_fake_root(reference_dir, "Habitat")), resolution=64)
+    with pytest.raises(InputError, match="Habitat_77_scenes_nosplit.txt"):
+        Habitat(77, split="nosplit", ROOT=str(_fake_root(reference_dir, "Habitat")), resolution=64)
     waymo = _fake_copy(reference_dir, tmp_path, "Waymo")
     pairs = dict(np.load(waymo / "waymo_pairs.npz"))
     pairs["pairs"] = pairs["pairs"][pairs["pairs"][:, 0] == 0]  # the last scene is never used
