@@ -230,3 +230,52 @@ def test_mixed_resolutions_are_rejected(reference_dir):
     with pytest.raises(ConfigError, match="resolutions differ"):
         parse_dataset(f"ScanNetpp(split='train', ROOT='{fake}/ScanNetpp', resolution=32) + "
                       f"ScanNetpp(split='train', ROOT='{fake}/ScanNetpp', resolution=64)")
+
+
+def test_published_strings_parse_with_roots_and_defaults(reference_dir):
+    from dust3r_jax.data.mixture import PUBLISHED_DEFAULTS
+
+    fake = reference_dir / "datasets" / "fake"
+    text = ("100_000 @ ARKitScenes(aug_crop=256, resolution=224, transform=ColorJitter) "
+            "+ 100_000 @ ScanNetpp(split='train', aug_crop=256, resolution=224, transform=ColorJitter)")
+    roots = {"ARKitScenes": fake / "ARKitScenes", "ScanNetpp": fake / "ScanNetpp"}
+    mixed = parse_dataset(text, roots=roots, defaults=PUBLISHED_DEFAULTS)
+    assert len(mixed) == 200_000 and [leaf.split for leaf in leaves_of(mixed)] == ["train", "train"]
+    mixed.set_epoch(0)
+    assert mixed[123_456][0]["img"].shape == (224, 224, 3)
+    with pytest.raises(ConfigError, match="InternalUnreleasedDataset"):
+        parse_dataset(text + " + 100_000 @ InternalUnreleasedDataset(aug_crop=128)", roots=roots,
+                      defaults=PUBLISHED_DEFAULTS)
+
+
+@pytest.mark.multihost
+def test_two_hosts_read_their_rows_of_one_global_batch(reference_dir, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    worker = Path(__file__).with_name("data_multihost_worker.py")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    procs = [subprocess.Popen([sys.executable, str(worker), str(r), str(port), str(reference_dir),
+                               str(tmp_path / f"host{r}.npz")], env=env, stderr=subprocess.PIPE, text=True)
+             for r in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    hosts = [np.load(tmp_path / f"host{r}.npz") for r in range(2)]
+    assert int(hosts[0]["process_count"]) == 2
+
+    # one process, global batch 4: the same rows, in host order, and the same global values
+    fake = reference_dir / "datasets" / "fake"
+    dataset = parse_dataset(f"2 * ARKitScenes(split='train', ROOT='{fake}/ARKitScenes', aug_crop=16, "
+                            f"resolution=[(32, 24), (32, 16)])")
+    view1, _ = next(PairLoader(dataset, 4, seed=5, world_size=1, rank=0).epoch(0))
+    np.testing.assert_array_equal(np.concatenate([h["idx"] for h in hosts]), view1["idx"])
+    assert tuple(hosts[0]["global_shape"]) == view1["img"].shape
+    for host in hosts:
+        np.testing.assert_allclose(host["per_sample_sum"], view1["img"].sum(axis=(1, 2, 3)), rtol=1e-6)
