@@ -279,3 +279,13 @@ def test_two_hosts_read_their_rows_of_one_global_batch(reference_dir, tmp_path):
     assert tuple(hosts[0]["global_shape"]) == view1["img"].shape
     for host in hosts:
         np.testing.assert_allclose(host["per_sample_sum"], view1["img"].sum(axis=(1, 2, 3)), rtol=1e-6)
+
+
+def test_stream_mode_continues_across_epochs(reference_dir):
+    fake = reference_dir / "datasets" / "fake"
+    text = f"ScanNetpp(split='train', ROOT='{fake}/ScanNetpp', aug_crop=16, resolution=[(32, 24), (32, 16)])"
+    loader = PairLoader(parse_dataset(text), 2, stream_seed=1234, world_size=1, rank=0)
+    next(loader.epoch(0))
+    continued = next(loader.epoch(1))[0]["rng"]
+    fresh = next(PairLoader(parse_dataset(text), 2, stream_seed=1234, world_size=1, rank=0).epoch(1))[0]["rng"]
+    assert not np.array_equal(continued, fresh)  # official num_workers=0: the stream is not restarted

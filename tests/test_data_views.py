@@ -191,3 +191,10 @@ def test_color_jitter_of_seeded_views_is_reproducible():
     np.testing.assert_array_equal(first[1]["img"], again[1]["img"])
     assert not np.array_equal(first[1]["img"], plain[1]["img"])  # view 1 is not black
     assert first[0]["rng"] == plain[0]["rng"]  # jitter does not consume the view generator
+
+
+def test_principal_point_outside_the_image_is_an_input_error():
+    image = PIL.Image.new("RGB", (40, 30))
+    with pytest.raises(InputError, match="frame.jpg: principal point"):
+        views.crop_resize_view(image, np.ones((30, 40), np.float32), _intrinsics(30, 30, 45, 15), (32, 24),
+                               np.random.default_rng(0), info="frame.jpg")

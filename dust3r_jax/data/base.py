@@ -129,8 +129,8 @@ class ViewDataset(DatasetArithmetic):
         self.index_seed = seed
 
     def _crop_resize_if_necessary(self, image, depthmap, intrinsics, resolution, rng, info=None):
-        """README 1.3; `info` is unused (kept for the official signature)."""
-        return view_ops.crop_resize_view(image, depthmap, intrinsics, resolution, rng, self.aug_crop)
+        """README 1.3; `info` names the frame in errors."""
+        return view_ops.crop_resize_view(image, depthmap, intrinsics, resolution, rng, self.aug_crop, info=info)
 
     def _generator(self, idx):
         if self.seed:

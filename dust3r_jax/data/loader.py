@@ -20,10 +20,13 @@ Collate: a batch is `(view1, view2)`, dicts of numpy arrays (images NHWC):
 (The official collate stores `idx` as a list of 3 tensors of shape (B,): transpose to compare.)
 
 Random numbers of unseeded datasets (the published training sets): `stream_seed` reproduces the
-official single-process behaviour (one generator per leaf, created at its first call from that
-seed, continued across calls: deterministic with one reader thread only). `seed` instead makes
-every view a function of (seed, epoch, index), whatever the number of reader threads, which makes
-a resumed run read exactly what an uninterrupted one reads. Seeded datasets (`seed=777`) ignore both.
+official `num_workers=0` behaviour (one generator per leaf, created at its first call from that
+seed and continued across calls and epochs: deterministic with one reader thread only; the
+official multi-worker loader instead restarts per-worker streams from fresh seeds every epoch,
+which is not reproducible at all). `seed` makes every view a function of (seed, epoch, index),
+whatever the number of reader threads, so a resumed run reads exactly what an uninterrupted one
+reads: use it for training. With neither, generators start from fresh entropy. Seeded datasets
+(`seed=777`, the test sets) ignore both.
 """
 import math
 
@@ -135,6 +138,7 @@ class PairLoader:
         self.prefetch = int(prefetch)
         self.seed, self.stream_seed = seed, stream_seed
         self.world_size, self.rank = int(world_size), int(rank)
+        self._stream_started = False
 
     def order(self, epoch):
         """This host's `(idx, ar_idx)` list of `epoch`, int64 (n, 2), batch after batch."""
@@ -161,8 +165,10 @@ class PairLoader:
         if self.seed is not None:
             epoch_seed = int(np.random.SeedSequence((int(self.seed), int(epoch))).generate_state(1)[0])
             self.dataset.set_index_seed(epoch_seed)
-        elif self.stream_seed is not None:
+        elif self.stream_seed is not None and not self._stream_started:
+            # once: like the official main-process loader, the streams continue across epochs
             self.dataset.set_stream_seed(self.stream_seed)
+            self._stream_started = True
 
     def _fetch(self, entry):
         idx, ar_idx = int(entry[0]), int(entry[1])

@@ -110,18 +110,25 @@ def principal_point_box(intrinsics, image_wh):
     return cx - margin_x, cy - margin_y, cx + margin_x, cy + margin_y
 
 
-def crop_resize_view(image, depthmap, intrinsics, resolution, rng, aug_crop=0):
+def crop_resize_view(image, depthmap, intrinsics, resolution, rng, aug_crop=0, info=None):
     """The official `_crop_resize_if_necessary` (README 1.3).
 
     image: PIL RGB `W x H`; depthmap: (H, W) float32; intrinsics: (3, 3) float32 OpenCV;
     resolution: target (w, h) with w >= h; rng: the dataset's `np.random.Generator` (draws an
     orientation coin for nearly square crops with a non-square target, then the crop augmentation).
-    Returns image `w x h` (or `h x w` for portrait), depth of the same shape and K.
+    Returns image `w x h` (or `h x w` for portrait), depth of the same shape and K. `info` names
+    the frame in errors (a principal point outside the image).
     """
     if not isinstance(image, PIL.Image.Image):
         image = PIL.Image.fromarray(image)
-    image, depthmap, intrinsics = crop_image_depth(
-        image, depthmap, intrinsics, principal_point_box(intrinsics, image.size))
+    box = principal_point_box(intrinsics, image.size)
+    if box[2] <= box[0] or box[3] <= box[1]:  # the official code would go on with an empty crop
+        from dust3r_jax.errors import InputError
+
+        where = f"{info}: " if info else ""
+        raise InputError(f"{where}principal point ({intrinsics[0, 2]}, {intrinsics[1, 2]}) is not inside the "
+                         f"{image.size[0]}x{image.size[1]} image")
+    image, depthmap, intrinsics = crop_image_depth(image, depthmap, intrinsics, box)
 
     width, height = image.size
     target = tuple(int(v) for v in resolution)

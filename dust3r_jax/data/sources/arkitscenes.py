@@ -81,7 +81,7 @@ class PairListDataset(ViewDataset):
                 raise InputError(f"{self.store.describe(depth_path)}: depth {depth.shape} does not match the "
                                  f"image {image.size[1]}x{image.size[0]}")
             image, depth, intrinsics = self._crop_resize_if_necessary(
-                image, depth, self.intrinsics[image_idx], resolution, rng)
+                image, depth, self.intrinsics[image_idx], resolution, rng, info=self.store.describe(rgb_path))
             views.append(dict(img=image, depthmap=depth.astype(np.float32),
                               camera_pose=self.trajectories[image_idx].astype(np.float32),
                               camera_intrinsics=intrinsics.astype(np.float32), dataset=self.dataset_name,

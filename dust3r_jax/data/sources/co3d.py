@@ -120,7 +120,8 @@ class Co3d(ViewDataset):
                 while flags[position]:
                     position = (position + step) % len(pool)
             image, depth, pose, intrinsics, image_path = self._read_frame(category, sequence, pool[position], mask_bg)
-            image, depth, intrinsics = self._crop_resize_if_necessary(image, depth, intrinsics, resolution, rng)
+            image, depth, intrinsics = self._crop_resize_if_necessary(
+                image, depth, intrinsics, resolution, rng, info=self.store.describe(image_path))
             if not (depth > 0.0).any():  # nothing to learn from: flag it and draw again
                 flags[position] = True
                 todo.append(position)
