@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dust3r_jax.geometry import xy_grid
+from dust3r_jax.geometry import _xp, xy_grid
 
 # focal of a 60 degree field of view, in units of the largest image side (clipping base)
 _FOCAL_BASE_DIV = 2 * np.tan(np.deg2rad(60) / 2)
@@ -18,54 +18,60 @@ def nanmedian_lower(x, axis=-1):
     """Median ignoring NaN that returns the LOWER middle value for an even count, like
     `torch.nanmedian` (`jnp.nanmedian` averages the two). NaN where every value is NaN.
 
-    x: (..., N) along `axis`; returns x with that axis removed.
+    x: (..., N) along `axis`; returns x with that axis removed (NumPy in, NumPy out).
     """
-    x = jnp.moveaxis(jnp.asarray(x), axis, -1)
-    n_valid = jnp.sum(~jnp.isnan(x), axis=-1)
-    ordered = jnp.sort(x, axis=-1)  # NaN sort last
-    k = jnp.maximum(n_valid - 1, 0) // 2
-    med = jnp.take_along_axis(ordered, k[..., None], axis=-1)[..., 0]
-    return jnp.where(n_valid > 0, med, jnp.nan)
+    xp = _xp(x)
+    x = xp.moveaxis(xp.asarray(x), axis, -1)
+    n_valid = xp.sum(~xp.isnan(x), axis=-1)
+    ordered = xp.sort(x, axis=-1)  # NaN sort last
+    k = xp.maximum(n_valid - 1, 0) // 2
+    med = xp.take_along_axis(ordered, k[..., None], axis=-1)[..., 0]
+    return xp.where(n_valid > 0, med, xp.nan)
 
 
 def estimate_focal_knowing_depth(pts3d, pp, focal_mode="median", min_focal=0.0, max_focal=np.inf):
     """Focal length (fx = fy) of cameras from their pointmaps.
 
-    pts3d: (B, H, W, 3) points of each image in its own camera frame.
+    pts3d: (B, H, W, 3) points of each image in its own camera frame (NumPy in: NumPy out).
     pp: (B, 2) principal point (cx, cy) in pixels (or (2,), broadcast).
     focal_mode: "median" (median of votes u z / x and v z / y, lower middle value) or
       "weiszfeld" (L2 closed form, then 10 re-weighted steps minimising sum ||p - f (x/z, y/z)||).
     min_focal, max_focal: clip, in units of the focal of a 60 degree field of view over max(H, W).
     Returns (B,) focals in pixels.
     """
-    pts3d = jnp.asarray(pts3d)
+    xp = _xp(pts3d, pp)
+    pts3d = xp.asarray(pts3d)
     B, H, W, three = pts3d.shape
     if three != 3:
         raise ValueError(f"estimate_focal_knowing_depth: pts3d must end with 3, found {pts3d.shape}")
-    pixels = xy_grid(W, H, dtype=pts3d.dtype, xp=jnp).reshape(1, -1, 2) - jnp.reshape(
-        jnp.asarray(pp, dtype=pts3d.dtype), (-1, 1, 2))
+    pixels = xy_grid(W, H, dtype=pts3d.dtype, xp=xp).reshape(1, -1, 2) - xp.reshape(
+        xp.asarray(pp, dtype=pts3d.dtype), (-1, 1, 2))
     pts = pts3d.reshape(B, -1, 3)
 
     if focal_mode == "median":
         u, v = pixels[..., 0], pixels[..., 1]
         x, y, z = pts[..., 0], pts[..., 1], pts[..., 2]
-        votes = jnp.concatenate((jnp.broadcast_to(u * z / x, x.shape),
-                                 jnp.broadcast_to(v * z / y, y.shape)), axis=-1)
-        focal = jax.lax.stop_gradient(nanmedian_lower(votes, axis=-1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            votes = xp.concatenate((xp.broadcast_to(u * z / x, x.shape),
+                                    xp.broadcast_to(v * z / y, y.shape)), axis=-1)
+        focal = nanmedian_lower(votes, axis=-1)
+        if xp is jnp:
+            focal = jax.lax.stop_gradient(focal)
     elif focal_mode == "weiszfeld":
-        xy_over_z = jnp.nan_to_num(pts[..., :2] / pts[..., 2:3], nan=0.0, posinf=0.0, neginf=0.0)
-        dot_xy_px = jnp.sum(xy_over_z * pixels, axis=-1)
-        dot_xy_xy = jnp.sum(jnp.square(xy_over_z), axis=-1)
-        focal = jnp.mean(dot_xy_px, axis=1) / jnp.mean(dot_xy_xy, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy_over_z = xp.nan_to_num(pts[..., :2] / pts[..., 2:3], nan=0.0, posinf=0.0, neginf=0.0)
+        dot_xy_px = xp.sum(xy_over_z * pixels, axis=-1)
+        dot_xy_xy = xp.sum(xp.square(xy_over_z), axis=-1)
+        focal = xp.mean(dot_xy_px, axis=1) / xp.mean(dot_xy_xy, axis=1)
         for _ in range(10):
-            dis = jnp.linalg.norm(pixels - focal[:, None, None] * xy_over_z, axis=-1)
-            w = 1.0 / jnp.maximum(dis, 1e-8)
-            focal = jnp.mean(w * dot_xy_px, axis=1) / jnp.mean(w * dot_xy_xy, axis=1)
+            dis = xp.linalg.norm(pixels - focal[:, None, None] * xy_over_z, axis=-1)
+            w = 1.0 / xp.maximum(dis, 1e-8)
+            focal = xp.mean(w * dot_xy_px, axis=1) / xp.mean(w * dot_xy_xy, axis=1)
     else:
         raise ValueError(f"estimate_focal_knowing_depth: focal_mode must be 'median' or 'weiszfeld', "
                          f"found {focal_mode!r}")
     focal_base = max(H, W) / _FOCAL_BASE_DIV
-    return jnp.clip(focal, min_focal * focal_base, max_focal * focal_base)
+    return xp.clip(focal, min_focal * focal_base, max_focal * focal_base)
 
 
 def estimate_focal(pts3d_i, pp=None, focal_mode="weiszfeld"):
@@ -74,9 +80,11 @@ def estimate_focal(pts3d_i, pp=None, focal_mode="weiszfeld"):
     H, W, _ = np.shape(pts3d_i)
     if pp is None:
         pp = (W / 2, H / 2)
-    focal = estimate_focal_knowing_depth(jnp.asarray(pts3d_i)[None], jnp.asarray(pp, jnp.float32)[None],
-                                         focal_mode=focal_mode)
-    return float(focal[0])
+    # float64: the estimate feeds RANSAC-PnP, whose inlier set (hence the pose) can flip with the
+    # last bit of the focal; the exact value is the best stand-in for the official float32 one
+    pts = np.asarray(pts3d_i, np.float32).astype(np.float64)[None]
+    focal = estimate_focal_knowing_depth(pts, np.asarray(pp, np.float64)[None], focal_mode=focal_mode)
+    return float(np.float32(focal[0]))
 
 
 def confidence_masks(confs, min_conf_thr=3.0):

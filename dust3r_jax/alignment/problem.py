@@ -1,0 +1,139 @@
+"""From `inference()` output and options to an optimisation problem, and from parameters to a Scene.
+
+`build_problem` reads the pairs, applies presets (known poses / focals / principal points),
+initialises (MST, known poses or random) and packs everything for `optimize`:
+    problem.data, problem.params, problem.layout, problem.trainable
+are exactly the arguments of `optimize.align_arrays` (with the learning rates), so a user can
+differentiate or vmap the optimisation. `scene_from_params` decodes a parameter pytree.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dust3r_jax.errors import InputError
+from dust3r_jax.alignment import init as init_lib
+from dust3r_jax.alignment import objective
+from dust3r_jax.alignment import params as P
+from dust3r_jax.alignment.inputs import PairPredictions
+from dust3r_jax.alignment.scene import Scene
+
+
+@dataclasses.dataclass
+class Problem:
+    pairs: PairPredictions
+    layout: objective.Layout
+    data: list          # objective.pack_data
+    params: dict        # initial parameters, depth per image group (JAX arrays)
+    trainable: dict     # 0/1 factors like params
+    min_conf_thr: float
+
+
+def _presets(values, n, name, shape):
+    """A dict {image: value} or a full sequence -> (mask (n,), list of values or None)."""
+    mask = np.zeros(n, bool)
+    out = [None] * n
+    if values is None:
+        return mask, out
+    items = values.items() if isinstance(values, dict) else enumerate(values)
+    for k, v in items:
+        k = int(k)
+        if not 0 <= k < n:
+            raise InputError(f"{name}: image index {k} out of range 0..{n - 1}")
+        v = np.asarray(v, np.float64)
+        if v.shape != shape:
+            raise InputError(f"{name}[{k}]: expected shape {shape}, found {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise InputError(f"{name}[{k}]: contains NaN/Inf")
+        mask[k] = True
+        out[k] = v
+    return mask, out
+
+
+def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="log", dist="l1",
+                  base_scale=0.5, pw_break=20.0, focal_break=20.0, optimize_pp=False, allow_pw_adaptors=False,
+                  niter_PnP=10, known_poses=None, known_focals=None, known_pp=None, stale_focal=True,
+                  edge_chunk=0, seed=0):
+    """See `dust3r_jax.alignment.global_align` for the options."""
+    if mode not in ("pointcloud", "modular"):
+        raise InputError(f"mode must be 'pointcloud', 'modular' or 'pair', found {mode!r}")
+    if dist not in ("l1", "l2"):
+        raise InputError(f"dist must be 'l1' or 'l2', found {dist!r}")
+    n = pairs.n_imgs
+    pose_known, poses = _presets(known_poses, n, "known_poses", (4, 4))
+    focal_known, focals = _presets(known_focals, n, "known_focals", ())
+    pp_known, pps = _presets(known_pp, n, "known_pp", (2,))
+    if mode == "pointcloud":
+        for mask, name in ((pose_known, "known_poses"), (focal_known, "known_focals"), (pp_known, "known_pp")):
+            if mask.any() and not mask.all():
+                raise InputError(f"{name}: mode='pointcloud' presets all images or none "
+                                 f"(given for {np.flatnonzero(mask).tolist()}); use mode='modular'")
+        norm_pw_scale = not pose_known.any()
+    else:
+        norm_pw_scale = int(pose_known.sum()) <= 1
+
+    params = P.default_params(pairs.imshapes, pairs.n_edges, focal_break, np.random.default_rng(seed))
+    for k in range(n):
+        if pose_known[k]:
+            params["im_poses"][k] = P.encode_pose(poses[k][:3, :3], poses[k][:3, 3])
+        if focal_known[k]:
+            params["im_focals"][k] = focal_break * np.log(float(focals[k]))
+        if pp_known[k]:
+            H, W = pairs.imshapes[k]
+            params["im_pp"][k] = (pps[k] - (W / 2, H / 2)) / 10
+    frozen = {"im_poses": pose_known, "im_focals": focal_known, "im_pp": pp_known, "depth": np.zeros(n, bool)}
+
+    if init in ("mst", "msp"):
+        params = init_lib.init_mst(pairs, params, frozen, min_conf_thr, niter_PnP, base_scale, norm_pw_scale,
+                                   stale_focal, focal_break)
+    elif init == "known_poses":
+        params = init_lib.init_known_poses(pairs, params, frozen, min_conf_thr, niter_PnP, focal_break)
+    elif init is not None:
+        raise InputError(f"init must be 'mst', 'known_poses' or None, found {init!r}")
+
+    layout = objective.make_layout(pairs.imshapes, pairs.edges, edge_chunk, loss_mode=mode, dist=dist, conf=conf,
+                                   base_scale=float(base_scale), pw_break=float(pw_break),
+                                   focal_break=float(focal_break), norm_pw_scale=bool(norm_pw_scale))
+    data = objective.pack_data(layout, pairs.pred_i, pairs.pred_j, pairs.conf_i, pairs.conf_j)
+    jparams = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in params.items() if k != "depth"}
+    jparams["depth"] = objective.pack_depth(layout, params["depth"])
+
+    def col(mask):
+        return jnp.asarray((~mask).astype(np.float32)[:, None])
+    trainable = {
+        "depth": [jnp.ones((1, 1), jnp.float32) for _ in layout.image_groups],
+        "im_poses": col(pose_known),
+        "im_focals": col(focal_known),
+        "im_pp": col(pp_known | (not optimize_pp)),
+        "pw_poses": jnp.ones((pairs.n_edges, 1), jnp.float32),
+        "pw_adaptors": jnp.full((pairs.n_edges, 1), 1.0 if allow_pw_adaptors else 0.0, jnp.float32),
+    }
+    return Problem(pairs, layout, data, jparams, trainable, float(min_conf_thr))
+
+
+def scene_from_params(problem, params, loss=float("nan"), loss_history=None):
+    """Decode parameters into a Scene (NumPy)."""
+    layout = problem.layout
+    params = jax.tree.map(np.asarray, params)
+    cam2world = np.asarray(P.decode_poses(jnp.asarray(params["im_poses"])))
+    focals = np.asarray(P.focals_from_params(jnp.asarray(params["im_focals"]), layout.focal_break))
+    pps = np.asarray(P.principal_points(jnp.asarray(params["im_pp"]), layout.imshapes))
+    world = objective.world_points(layout, jax.tree.map(jnp.asarray, params))
+    pts3d = [None] * layout.n_imgs
+    for ((H, W), members), arr in zip(layout.image_groups, world):
+        arr = np.asarray(arr)
+        for k, n in enumerate(members):
+            pts3d[n] = arr[k].reshape(H, W, 3)
+    depth = [np.exp(d) for d in objective.unpack_depth(layout, params["depth"])]
+    pw = np.asarray(P.scaled_pw_poses(jnp.asarray(params["pw_poses"]), layout.base_scale, layout.norm_pw_scale))
+    pw_scale = np.asarray(P.pw_scales(jnp.asarray(params["pw_poses"]), layout.base_scale, layout.norm_pw_scale))
+    raw = {k: v for k, v in params.items() if k != "depth"}
+    raw["depth"] = [d.ravel() for d in objective.unpack_depth(layout, params["depth"])]
+    scene = Scene(imshapes=list(layout.imshapes), edges=list(layout.edges), cam2world=cam2world, focals=focals,
+                  principal_points=pps, depthmaps=depth, pts3d=pts3d, conf=list(problem.pairs.im_conf),
+                  imgs=problem.pairs.imgs, loss=float(loss), min_conf_thr=problem.min_conf_thr,
+                  pw_poses=pw, pw_scale=pw_scale, params=raw)
+    if loss_history is not None:
+        scene.loss_history = np.asarray(loss_history)
+    return scene
