@@ -289,3 +289,15 @@ def test_stream_mode_continues_across_epochs(reference_dir):
     continued = next(loader.epoch(1))[0]["rng"]
     fresh = next(PairLoader(parse_dataset(text), 2, stream_seed=1234, world_size=1, rank=0).epoch(1))[0]["rng"]
     assert not np.array_equal(continued, fresh)  # official num_workers=0: the stream is not restarted
+
+
+@pytest.mark.slow
+def test_grain_worker_processes_read_the_same_batches(reference_dir):
+    text = _small_mix(reference_dir)
+    in_processes = list(PairLoader(parse_dataset(text), 2, seed=4, num_workers=2, world_size=1, rank=0).epoch(1))
+    in_thread = list(PairLoader(parse_dataset(text), 2, seed=4, world_size=1, rank=0).epoch(1))
+    assert len(in_processes) == len(in_thread)
+    for a, b in zip(in_processes, in_thread):
+        for v in range(2):
+            for field in ("img", "pts3d", "rng", "idx", "label"):
+                np.testing.assert_array_equal(a[v][field], b[v][field])

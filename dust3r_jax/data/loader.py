@@ -119,13 +119,16 @@ class PairLoader:
 
     dataset: anything indexable by `(idx, ar_idx)` with `resolutions`, `set_epoch`;
     batch_size: pairs per host per step (B); shuffle: training order (the sampler above) or the
-    sequential test order; num_threads: grain reader threads (0 = read in this thread);
+    sequential test order; num_threads: grain reader threads (0 = read in this thread; the
+    decoders hold the GIL part of the time); num_workers: grain reader processes (real datasets
+    need several per accelerator, as the official loader's workers; needs `seed` for determinism);
+    prefetch: batches read ahead;
     seed / stream_seed: how unseeded datasets draw (module docstring); world_size / rank: default
     to JAX's process count / index.
     """
 
-    def __init__(self, dataset, batch_size, *, shuffle=True, drop_last=None, num_threads=0, prefetch=4,
-                 seed=None, stream_seed=None, world_size=None, rank=None):
+    def __init__(self, dataset, batch_size, *, shuffle=True, drop_last=None, num_threads=0, num_workers=0,
+                 prefetch=4, seed=None, stream_seed=None, world_size=None, rank=None):
         if seed is not None and stream_seed is not None:
             raise ConfigError("PairLoader: give seed (index-seeded) or stream_seed (official stream), not both")
         if world_size is None or rank is None:
@@ -135,6 +138,9 @@ class PairLoader:
         self.shuffle = shuffle
         self.drop_last = shuffle if drop_last is None else drop_last
         self.num_threads = int(num_threads)
+        self.num_workers = int(num_workers)
+        if self.num_workers > 0 and seed is None and stream_seed is not None:
+            raise ConfigError("PairLoader: num_workers > 0 needs seed= (a stream cannot be split over processes)")
         self.prefetch = int(prefetch)
         self.seed, self.stream_seed = seed, stream_seed
         self.world_size, self.rank = int(world_size), int(rank)
@@ -190,7 +196,19 @@ class PairLoader:
         import grain
 
         batches = self.grain_dataset(epoch, start_batch)
+        if self.num_workers > 0:  # processes: each builds whole batches, output keeps the order
+            from absl import flags
+
+            if not flags.FLAGS.is_parsed():  # grain reads absl flags; a library must not parse argv
+                flags.FLAGS.mark_as_parsed()
+            options = grain.ReadOptions(num_threads=max(self.num_threads, 1), prefetch_buffer_size=self.prefetch)
+            workers = grain.MultiprocessingOptions(num_workers=self.num_workers,
+                                                   per_worker_buffer_size=self.prefetch)
+            # batches travel pickled: grain's shared-memory arrays leak warnings at interpreter exit
+            no_shm = grain.experimental.DatasetOptions(min_shm_size=2**62)
+            batches = grain.experimental.WithOptionsIterDataset(batches.to_iter_dataset(options), no_shm)
+            return iter(batches.mp_prefetch(workers))
         if self.num_threads <= 0:  # in this thread, in order (iter() on a MapDataset would use threads)
             return (batches[i] for i in range(len(batches)))
-        options = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch * self.batch_size)
+        options = grain.ReadOptions(num_threads=self.num_threads, prefetch_buffer_size=self.prefetch)
         return iter(batches.to_iter_dataset(options))
