@@ -9,7 +9,6 @@ thread, with grain reader threads and with grain reader processes.
     python experiments/bench_data.py [--pairs 64] [--threads 2] [--json out.json]
 """
 import argparse
-import io
 import json
 import os
 import sys

@@ -109,7 +109,7 @@ def to_global_arrays(view, sharding, keys=DEVICE_KEYS):
     out = dict(view)
     for key in keys:
         if key in view:
-            key_sharding = sharding(key) if callable(sharding) and not isinstance(sharding, jax.sharding.Sharding) else sharding
+            key_sharding = sharding if isinstance(sharding, jax.sharding.Sharding) else sharding(key)
             out[key] = jax.make_array_from_process_local_data(key_sharding, np.asarray(view[key]))
     return out
 

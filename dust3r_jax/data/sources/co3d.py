@@ -12,7 +12,9 @@ A pair index is `sequence * 495 + k`, k indexing the 495 frame-position pairs (i
 j - i in {5, ..., 30}. Each call jitters both positions by U{-4..4} (j first) and clamps them to
 the sequence's frame list (the "pool"). A frame whose crop has no valid depth is flagged invalid
 for this sequence and resolution, and later calls walk past flagged frames in a random direction:
-that state lives in the dataset object (README 4.7), as in the official class.
+that state lives in the dataset object (README 4.7), as in the official class. Under the loader's
+index-seeded mode (`set_index_seed`), where views must not depend on call history, the flags
+live for one call only.
 """
 import numpy as np
 
@@ -106,7 +108,10 @@ class Co3d(ViewDataset):
         last = len(pool) - 1
         jittered_j = max(0, min(pos_j + int(rng.integers(-4, 5)), last))  # j is drawn first
         jittered_i = max(0, min(pos_i + int(rng.integers(-4, 5)), last))
-        flags = self.invalid.setdefault((seq_idx, tuple(resolution)), [False] * len(pool))
+        if self.index_seed is None:  # official: flags persist in the object, views depend on history
+            flags = self.invalid.setdefault((seq_idx, tuple(resolution)), [False] * len(pool))
+        else:  # index-seeded reading: a view must be a function of its index alone (threads, resume)
+            flags = [False] * len(pool)
 
         views = []
         todo = [jittered_j, jittered_i]  # popped from the end: view 0 = position i
@@ -130,6 +135,3 @@ class Co3d(ViewDataset):
                               dataset=self.dataset_name, label=f"{category}/{sequence}",
                               instance=image_path.rsplit("/", 1)[-1]))
         return views
-
-    def __repr__(self):
-        return super().__repr__()
