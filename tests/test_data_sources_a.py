@@ -49,6 +49,14 @@ def test_views_from_folder_equal_official(reference_dir):
     assert not bad, "\n".join(bad)
 
 
+def _split_of(constructor):
+    """The split= keyword of a dataset constructor string (None if absent)."""
+    import ast
+
+    call = ast.parse(constructor.strip(), mode="eval").body
+    return next((ast.literal_eval(k.value) for k in call.keywords if k.arg == "split"), None)
+
+
 @pytest.fixture(scope="module")
 def tfds_builds(reference_dir, tmp_path_factory):
     """Every own dataset with a fake copy, packed with `dust3r-jax build-data` into one data_dir."""
@@ -60,12 +68,12 @@ def tfds_builds(reference_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("tfds")
     stores = {}
     for name, manifest, _ in dataset_manifests(reference_dir, OWN_DATASETS):
-        splits = sorted({c["constructor"].split("split='")[1].split("'")[0] for c in manifest["configs"]})
+        splits = sorted({_split_of(c["constructor"]) for c in manifest["configs"]} - {None})
         parser = argparse.ArgumentParser()
         build_data.add_arguments(parser)
         assert build_data.run(parser.parse_args([
             "--dataset", name, "--root", str(reference_dir / "datasets" / manifest["fake_root"]),
-            "--data-dir", str(data_dir), "--splits", *splits])) == 0
+            "--data-dir", str(data_dir)] + (["--splits", *splits] if splits else []))) == 0
         stores[name] = RecordStore(name, data_dir)
     return data_dir, stores
 
