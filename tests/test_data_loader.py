@@ -305,3 +305,13 @@ def test_grain_worker_processes_read_the_same_batches(reference_dir):
         for v in range(2):
             for field in ("img", "pts3d", "rng", "idx", "label"):
                 np.testing.assert_array_equal(a[v][field], b[v][field])
+
+
+def test_test_loader_order_splits_like_distributed_sampler():
+    from dust3r_jax.data.loader import sequential_order
+
+    np.testing.assert_array_equal(sequential_order(5), [0, 1, 2, 3, 4])
+    # PyTorch DistributedSampler(shuffle=False): pad with the first indices, rank r takes r::W
+    np.testing.assert_array_equal(sequential_order(5, 2, 0), [0, 2, 4])
+    np.testing.assert_array_equal(sequential_order(5, 2, 1), [1, 3, 0])
+    np.testing.assert_array_equal(sequential_order(2, 4, 3), [1])
