@@ -197,3 +197,23 @@ def test_index_seeded_views_do_not_depend_on_invalid_frame_history(reference_dir
         checked += 1
     if not checked:
         pytest.skip("no Co3d/WildRGBD fixture flags an invalid frame")
+
+
+def test_tfds_build_errors_name_the_file(reference_dir, tmp_path):
+    from dust3r_jax.data.files import FolderStore
+    from dust3r_jax.data.sources import get_source
+    from dust3r_jax.data.tfds_builder import INDEX_FILE, RecordStore, build_source_dataset
+
+    root, _ = _fake_copy(reference_dir, tmp_path, "ScanNetpp")
+    builder = build_source_dataset("ScanNetpp", root, tmp_path / "tfds")
+    store = RecordStore("ScanNetpp", tmp_path / "tfds")
+    packed = get_source("ScanNetpp").files_to_pack(FolderStore(root), "train")
+    assert len(store) == len(packed) and all(store.exists(path) for path in packed)
+    assert not store.exists("no/such/file.png")
+    (builder.data_path / INDEX_FILE).unlink()
+    with pytest.raises(InputError, match=INDEX_FILE):
+        RecordStore("ScanNetpp", tmp_path / "tfds")
+    victim = sorted((root).rglob("*.png"))[0]
+    victim.unlink()  # a folder with a missing file cannot be packed
+    with pytest.raises(InputError, match=victim.name):
+        build_source_dataset("ScanNetpp", root, tmp_path / "tfds2")

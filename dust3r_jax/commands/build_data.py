@@ -21,5 +21,5 @@ def run(args):
 
     build_source_dataset(args.dataset, args.root, args.data_dir, splits=args.splits)
     store = RecordStore(args.dataset, args.data_dir)
-    print(f"{args.dataset}: {len(store.index)} files packed into {store.name}")
+    print(f"{args.dataset}: {len(store)} files packed into {store.name}")
     return 0

@@ -7,8 +7,10 @@ or EXR depth, .npz cameras, index files), one record per file:
     {'path': relative path in the preprocessed folder, 'data': the file's bytes}
 
 so the views read from a build are identical to the views read from the folder (the same
-decoders run on the same bytes). The record order is listed in the build's `metadata.json`
-(`paths`), which makes a file lookup one random access; each read checks the record's path.
+decoders run on the same bytes). Records are sorted by a 64-bit hash of their path and the sorted
+hashes are saved next to the records (`path_hashes.npy`, 8 bytes per file, memory-mapped when
+read): a file lookup is a binary search plus one random access, whatever the size of the
+dataset (Habitat-1M packs 15M files), and each read checks the record's path.
 
     build_source_dataset('Co3d', root='/data/co3d', splits=('train', 'test'), data_dir='/data/tfds')
     store = RecordStore('Co3d', data_dir='/data/tfds')
@@ -19,14 +21,22 @@ One builder class per official dataset (`Dust3rCo3d`, ..., TFDS names `dust3r_co
 made by `_make_builder` from the source registry: a source only has to provide
 `files_to_pack(store, split)`.
 """
-import tensorflow_datasets as tfds
+import hashlib
+
 import numpy as np
+import tensorflow_datasets as tfds
 
 from dust3r_jax.data.files import FolderStore
 from dust3r_jax.data.sources import SOURCE_NAMES, get_source
 from dust3r_jax.errors import ConfigError, InputError
 
 SPLIT = "files"  # the one TFDS split: all packed files
+INDEX_FILE = "path_hashes.npy"  # sorted path hashes; record i holds the file of the i-th hash
+
+
+def path_hash(relpath):
+    """64-bit hash of a relative path (blake2b: stable across processes and machines)."""
+    return int.from_bytes(hashlib.blake2b(relpath.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 class SourceFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -70,14 +80,23 @@ class SourceFilesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
 
     def _split_generators(self, dl_manager):
         store, paths = self._packed_paths()
-        self.info.metadata["paths"] = paths
-        self.info.metadata["source"] = self.source_name
-        self.info.metadata["splits"] = [s for s in (self.source_splits or ())]
-        return {SPLIT: self._generate_examples(store, paths)}
+        hashes = np.array([path_hash(path) for path in paths], dtype=np.uint64)
+        order = np.argsort(hashes, kind="stable")
+        sorted_hashes = hashes[order]
+        clash = np.flatnonzero(sorted_hashes[1:] == sorted_hashes[:-1])
+        if clash.size:  # about 1e-5 for 15M files; never silently serve the wrong file
+            first, second = paths[order[clash[0]]], paths[order[clash[0] + 1]]
+            raise InputError(f"{self.name}: paths {first!r} and {second!r} have the same 64-bit hash; rename one")
+        # self.data_dir is TFDS's temporary build folder here: the index moves with the records
+        with (self.data_path / INDEX_FILE).open("wb") as handle:
+            np.save(handle, sorted_hashes)
+        self.info.metadata.update(source=self.source_name, splits=list(self.source_splits or ()),
+                                  num_files=len(paths), index=INDEX_FILE)
+        return {SPLIT: self._generate_examples(store, [paths[i] for i in order])}
 
     def _generate_examples(self, store, paths):
         for i, path in enumerate(paths):
-            # zero-padded keys: key order = generation order = `paths` order
+            # zero-padded keys: key order = generation order = hash order
             yield f"{i:012d}", {"path": path, "data": store.read_bytes(path)}
 
 
@@ -123,28 +142,41 @@ class RecordStore:
         except Exception as err:  # missing/partial build: TFDS raises several types
             raise InputError(f"TFDS dataset {self.name}: cannot be opened ({type(err).__name__}: {err}); "
                              f"build it with build_source_dataset") from None
-        paths = builder.info.metadata.get("paths") if builder.info.metadata else None
-        if not paths or len(paths) != len(self.records):
-            raise InputError(f"TFDS dataset {self.name}: metadata.json lists {len(paths or [])} files for "
-                             f"{len(self.records)} records (incomplete build?)")
-        self.index = {path: i for i, path in enumerate(paths)}
+        index_path = builder.data_path / INDEX_FILE
+        try:
+            self.hashes = np.load(str(index_path), mmap_mode="r")
+        except (OSError, ValueError) as err:
+            raise InputError(f"{index_path}: missing or unreadable ({err}); rebuild the TFDS dataset") from None
+        if len(self.hashes) != len(self.records):
+            raise InputError(f"{index_path}: {len(self.hashes)} paths for {len(self.records)} records "
+                             f"(incomplete build?)")
         self.root = None
+
+    def __len__(self):
+        """Number of packed files."""
+        return len(self.hashes)
 
     def describe(self, relpath):
         return f"{self.name}:{relpath}"
 
+    def _record_index(self, relpath):
+        key = np.uint64(path_hash(relpath))
+        position = int(np.searchsorted(self.hashes, key))
+        return position if position < len(self.hashes) and self.hashes[position] == key else None
+
     def exists(self, relpath):
-        return relpath in self.index
+        return self._record_index(relpath) is not None
 
     def read_bytes(self, relpath):
-        if relpath not in self.index:
+        position = self._record_index(relpath)
+        if position is None:
             raise InputError(f"{self.describe(relpath)}: file not in the TFDS build (built from an incomplete "
                              f"folder or for other splits?)")
-        record = self.records[self.index[relpath]]
+        record = self.records[position]
         path = record["path"].decode() if isinstance(record["path"], bytes) else str(record["path"])
         if path != relpath:
-            raise InputError(f"{self.describe(relpath)}: record {self.index[relpath]} holds {path!r} "
-                             f"(metadata.json does not match the records)")
+            raise InputError(f"{self.describe(relpath)}: record {position} holds {path!r} "
+                             f"({INDEX_FILE} does not match the records)")
         return bytes(record["data"])
 
     def __repr__(self):
