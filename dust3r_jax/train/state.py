@@ -67,27 +67,33 @@ def merge_pretrained(params, pretrained, param_shardings, source):
     """Official non-strict load: every model parameter found in `pretrained` (same path) replaces
     the random one; the others stay random (e.g. the DPT head when starting from a linear model).
 
-    params: sharded random params; pretrained: host param tree. A parameter present in both with
+    params: a callable returning the sharded random params (only called when some parameter is
+    missing from `pretrained`); pretrained: host param tree. A parameter present in both with
     another shape raises CheckpointError naming it. Returns (params, report dict).
     """
     loaded = {"/".join(_path_names(p)): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(pretrained)[0]}
-    used, missing = set(), []
-
-    def one(path, leaf, sharding):
-        key = "/".join(_path_names(path))
-        if key not in loaded:
-            missing.append(key)
-            return leaf
-        value = np.asarray(loaded[key])
-        if value.shape != leaf.shape:
-            raise CheckpointError(f"{source}: parameter {key!r} has shape {value.shape}, model needs {leaf.shape}")
-        used.add(key)
-        return jax.device_put(value.astype(leaf.dtype), sharding)
-
-    merged = jax.tree_util.tree_map_with_path(one, params, param_shardings)
+    wanted = {"/".join(_path_names(p)): (leaf, s) for (p, leaf), s in
+              zip(jax.tree_util.tree_flatten_with_path(param_shardings[0])[0], jax.tree.leaves(param_shardings[1]))}
+    missing = sorted(set(wanted) - set(loaded))
+    used = sorted(set(wanted) & set(loaded))
     if not used:
         raise CheckpointError(f"{source}: none of its parameters fits the configured model")
-    return merged, {"loaded": len(used), "missing": sorted(missing), "unexpected": sorted(set(loaded) - used)}
+    random_params = params() if missing else None
+    random_leaves = ({"/".join(_path_names(p)): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(random_params)[0]}
+                     if missing else {})
+
+    def one(path, abstract_leaf, sharding):
+        key = "/".join(_path_names(path))
+        if key not in loaded:
+            return random_leaves[key]
+        value = np.asarray(loaded[key])
+        if value.shape != abstract_leaf.shape:
+            raise CheckpointError(f"{source}: parameter {key!r} has shape {value.shape}, "
+                                  f"model needs {tuple(abstract_leaf.shape)}")
+        return jax.device_put(value.astype(abstract_leaf.dtype), sharding)
+
+    merged = jax.tree_util.tree_map_with_path(one, param_shardings[0], param_shardings[1])
+    return merged, {"loaded": len(used), "missing": missing, "unexpected": sorted(set(loaded) - set(wanted))}
 
 
 def create_train_state(model, tx, mesh, rules, image_hw, seed, pretrained=None, pretrained_source="init"):
@@ -102,10 +108,14 @@ def create_train_state(model, tx, mesh, rules, image_hw, seed, pretrained=None, 
     def init(key):
         return nn.meta.unbox(model.init(key, view1, view2)["params"])
 
-    params = jax.jit(init, out_shardings=param_shardings)(jax.random.key(seed))
+    def random_params():
+        return jax.jit(init, out_shardings=param_shardings)(jax.random.key(seed))
+
     report = None
-    if pretrained is not None:
-        params, report = merge_pretrained(params, pretrained, param_shardings, pretrained_source)
+    if pretrained is None:
+        params = random_params()
+    else:
+        params, report = merge_pretrained(random_params, pretrained, (abstract, param_shardings), pretrained_source)
     abstract_opt = jax.eval_shape(tx.init, abstract)
     opt_shardings = opt_state_shardings(abstract_opt, param_shardings, mesh)
     opt_state = jax.jit(tx.init, in_shardings=(param_shardings,), out_shardings=opt_shardings)(params)

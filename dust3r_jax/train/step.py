@@ -83,7 +83,7 @@ def make_train_step(model, tx, criterion, state_shardings, batch_sharding_tree, 
         grads, (losses, details) = jax.lax.scan(micro, zeros, batch)
         grads = jax.tree.map(lambda g: g / accum, grads)
         loss = jnp.mean(losses)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
