@@ -22,6 +22,17 @@ def dataset_manifests(reference_dir, class_names):
     return found
 
 
+def without_root(constructor):
+    """A constructor string with its ROOT='{ROOT}' keyword removed (to read from a TFDS build)."""
+    import ast
+
+    tree = ast.parse(constructor.strip(), mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            node.keywords = [k for k in node.keywords if k.arg != "ROOT"]
+    return ast.unparse(tree)
+
+
 def call_index(raw):
     return tuple(raw) if isinstance(raw, list) else raw
 

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from data_fixtures import call_index, dataset_manifests, view_mismatches
+from data_fixtures import call_index, dataset_manifests, view_mismatches, without_root
 from dust3r_jax.data.mixture import parse_dataset
 from dust3r_jax.errors import ConfigError, InputError
 
@@ -84,8 +84,7 @@ def test_views_from_tfds_build_equal_official(reference_dir, tfds_builds):
     data_dir, stores = tfds_builds
     bad = []
     for name, manifest, npz, config in _cases(reference_dir):
-        constructor = config["constructor"].replace("ROOT='{ROOT}', ", "").replace(", ROOT='{ROOT}'", "")
-        dataset = parse_dataset(constructor, tfds_data_dir=data_dir)
+        dataset = parse_dataset(without_root(config["constructor"]), tfds_data_dir=data_dir)
         assert type(dataset.store).__name__ == "RecordStore"
         with np.load(npz) as expected:
             bad += [f"{name} {m}" for m in _run_config(dataset, config, expected)]
