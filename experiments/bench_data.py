@@ -4,7 +4,9 @@ The reference fakes are tiny (128x96), so this writes a realistic ARKitScenes-la
 (640x480 JPEG frames, 16-bit PNG depth, the official metadata file) and times the full view
 pipeline on it: decode, principal-point crop, LANCZOS/BICUBIC resize, OpenCV-nearest depth,
 pts3d, collate. Reported: pairs/s reading the folder and a TFDS array_record build, in this
-thread, with grain reader threads and with grain reader processes.
+thread, with grain reader threads and with grain reader processes, and the CPU time this
+process spent per pair (contention-independent for the in-thread rows; worker processes' CPU
+is not counted).
 
     python experiments/bench_data.py [--pairs 64] [--threads 2] [--json out.json]
 """
@@ -58,10 +60,11 @@ def time_loader(dataset_text, batch_size, n_pairs, threads, workers=0, **kwargs)
                         num_workers=workers, world_size=1, rank=0)
     iterator = loader.epoch(0)
     next(iterator)  # warm-up: imports, first file opens, thread start
-    start, done = time.perf_counter(), 0
+    start, cpu_start, done = time.perf_counter(), time.process_time(), 0
     while done < n_pairs:
         done += len(next(iterator)[0]["label"])
-    return done / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return done / wall, 1000 * cpu / done
 
 
 def main(argv=None):
@@ -88,11 +91,13 @@ def main(argv=None):
             for source, kwargs in (("folder", dict(roots={"ARKitScenes": root})),
                                    ("tfds", dict(tfds_data_dir=os.path.join(tmp, "tfds")))):
                 for threads in (0, args.threads):
-                    rate = time_loader(f"{10 * n_pairs} @ {text}", 4, n_pairs, threads, **kwargs)
-                    results.append(dict(config=name, source=source, threads=threads, pairs_per_s=round(rate, 1)))
-                    print(f"{name:22s} {source:6s} threads={threads}: {rate:7.1f} pairs/s", flush=True)
-            rate = time_loader(f"{10 * n_pairs} @ {text}", 4, n_pairs, 0, workers=args.workers,
-                               tfds_data_dir=os.path.join(tmp, "tfds"))
+                    rate, cpu_ms = time_loader(f"{10 * n_pairs} @ {text}", 4, n_pairs, threads, **kwargs)
+                    results.append(dict(config=name, source=source, threads=threads, pairs_per_s=round(rate, 1),
+                                        cpu_ms_per_pair=round(cpu_ms, 1)))
+                    print(f"{name:22s} {source:6s} threads={threads}: {rate:7.1f} pairs/s "
+                          f"({cpu_ms:.0f} ms CPU of this process per pair)", flush=True)
+            rate, _ = time_loader(f"{10 * n_pairs} @ {text}", 4, n_pairs, 0, workers=args.workers,
+                                  tfds_data_dir=os.path.join(tmp, "tfds"))
             results.append(dict(config=name, source="tfds", workers=args.workers, pairs_per_s=round(rate, 1)))
             print(f"{name:22s} tfds   workers={args.workers}: {rate:7.1f} pairs/s", flush=True)
     if args.json:
