@@ -32,7 +32,10 @@ def lr_schedule(niter, lr=0.01, lr_min=1e-6, schedule="cosine"):
 
 
 def _adam():
-    return optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)
+    # eps_root keeps the backward pass finite where a gradient is exactly 0 (frozen entries,
+    # zero-weight pixels): d sqrt(v)/dv is infinite at v = 0. 1e-30 is far below any v of a
+    # moving parameter (g^2 ~ 1e-16 or more), so the forward values are the official ones.
+    return optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8, eps_root=1e-30)
 
 
 def _step(layout, prepared, trainable, carry, lr):
