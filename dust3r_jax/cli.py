@@ -15,6 +15,7 @@ COMMANDS = {
     "reconstruct": ("dust3r_jax.commands.reconstruct", "images -> pointmaps -> aligned scene, written to a folder"),
     "train": ("dust3r_jax.commands.train", "train or fine-tune from an ml-collections config"),
     "eval": ("dust3r_jax.commands.evaluate", "evaluate a checkpoint with the test criterion"),
+    "build-data": ("dust3r_jax.commands.build_data", "write a preprocessed dataset folder as a TFDS array_record dataset"),
 }
 
 

@@ -113,13 +113,14 @@ class AsymmetricCroCo3DStereo(nn.Module):
     def encode(self, images, true_shape):
         """images: (B, H, W, 3); true_shape: (B, 2). Returns tokens (B, N, E), positions (B, N, 2)."""
         x, positions = self.patch_embed(images.astype(self.config.dtype), true_shape)
+        self.sow("intermediates", "patch_embed.true_shape", true_shape)
         self.sow("intermediates", "patch_embed.x", x)
         self.sow("intermediates", "patch_embed.pos", positions)
         for i, block in enumerate(self.enc_blocks):
             x = block(x, positions)
             self.sow("intermediates", f"enc_blocks.{i}", x)
         x = self.enc_norm(x)
-        self.sow("intermediates", "enc_norm", x)
+        self.sow("intermediates", "enc_norm.out", x)  # ".out": the name "enc_norm" is the submodule
         return x, positions
 
     def encode_pair(self, img1, img2, shape1, shape2):
@@ -141,8 +142,8 @@ class AsymmetricCroCo3DStereo(nn.Module):
         out1, out2 = [feat1], [feat2]
         f1 = self.decoder_embed(feat1)
         f2 = self.decoder_embed(feat2)
-        self.sow("intermediates", "decoder_embed", f1)
-        self.sow("intermediates", "decoder_embed", f2)
+        self.sow("intermediates", "decoder_embed.out", f1)
+        self.sow("intermediates", "decoder_embed.out", f2)
         for block1, block2 in zip(self.dec_blocks, self.dec_blocks2):
             f1, f2 = block1(f1, f2, pos1, pos2), block2(f2, f1, pos2, pos1)
             out1.append(f1)
@@ -195,6 +196,8 @@ class AsymmetricCroCo3DStereo(nn.Module):
                 pos1, pos2 = _interleave(pos1, pos2)
             else:
                 feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
+            for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):
+                self.sow("intermediates", f"encoded.{name}", value)
             dec1, dec2 = self.decode(feat1, pos1, feat2, pos2)
             raw1 = self.run_head(self.downstream_head1, dec1, shape1, img1.shape[1:3])
             raw2 = self.run_head(self.downstream_head2, dec2, shape2, img2.shape[1:3])

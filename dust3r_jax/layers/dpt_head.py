@@ -167,11 +167,11 @@ class Scratch(nn.Module):
             self.sow("intermediates", f"layer_rn.{k}", out)
             projected.append(out)
         path = FeatureFusion(name="refinenet4", **kw)(projected[3])
-        self.sow("intermediates", "refinenet4", path)
+        self.sow("intermediates", "refinenet4.out", path)  # before the crop
         path = path[:, : projected[2].shape[1], : projected[2].shape[2]]
         for k in (3, 2, 1):
             path = FeatureFusion(name=f"refinenet{k}", **kw)(path, projected[k - 1])
-            self.sow("intermediates", f"refinenet{k}", path)
+            self.sow("intermediates", f"refinenet{k}.out", path)
         return path
 
 
