@@ -26,7 +26,8 @@ __all__ = ["global_align", "read_pairs", "build_problem", "align_arrays", "lr_sc
 def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cosine", lr=0.01, lr_min=1e-6,
                  min_conf_thr=3.0, conf="log", dist="l1", base_scale=0.5, pw_break=20.0, focal_break=20.0,
                  optimize_pp=False, allow_pw_adaptors=False, niter_PnP=10, known_poses=None, known_focals=None,
-                 known_pp=None, stale_focal=True, edge_chunk=0, chunk_iters=50, verbose=False, seed=0):
+                 known_pp=None, stale_focal=True, pnp_own_focal=False, edge_chunk=0, chunk_iters=50, verbose=False,
+                 seed=0):
     """Align the pairwise predictions of `inference()` into one scene.
 
     output: the `inference()` dict (`view1`, `view2` with `idx`; `pred1` {pts3d, conf}; `pred2`
@@ -42,6 +43,8 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
       float / (cx, cy); frozen during the optimisation.
     stale_focal: True reproduces the official MST focal quirk; False estimates a focal from the
       pair being processed.
+    pnp_own_focal: init='known_poses' only; False reproduces the official PnP of image j's points
+      with image i's focal, True uses image j's (correct when the focals differ).
     edge_chunk: >0 processes pairs in blocks of this many (memory bounded by a block).
     chunk_iters: iterations per jitted chunk between progress-bar updates (verbose=True).
     Returns a `Scene`.
@@ -55,7 +58,8 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                             base_scale=base_scale, pw_break=pw_break, focal_break=focal_break,
                             optimize_pp=optimize_pp, allow_pw_adaptors=allow_pw_adaptors, niter_PnP=niter_PnP,
                             known_poses=known_poses, known_focals=known_focals, known_pp=known_pp,
-                            stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed)
+                            stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed,
+                            pnp_own_focal=pnp_own_focal)
     lrs = lr_schedule(niter, lr, lr_min, schedule)
     params, history = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
                                    chunk_iters=chunk_iters, progress=verbose)

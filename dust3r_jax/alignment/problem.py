@@ -54,7 +54,7 @@ def _presets(values, n, name, shape):
 def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="log", dist="l1",
                   base_scale=0.5, pw_break=20.0, focal_break=20.0, optimize_pp=False, allow_pw_adaptors=False,
                   niter_PnP=10, known_poses=None, known_focals=None, known_pp=None, stale_focal=True,
-                  edge_chunk=0, seed=0):
+                  edge_chunk=0, seed=0, pnp_own_focal=False):
     """See `dust3r_jax.alignment.global_align` for the options."""
     if mode not in ("pointcloud", "modular"):
         raise InputError(f"mode must be 'pointcloud', 'modular' or 'pair', found {mode!r}")
@@ -88,7 +88,8 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
         params = init_lib.init_mst(pairs, params, frozen, min_conf_thr, niter_PnP, base_scale, norm_pw_scale,
                                    stale_focal, focal_break)
     elif init == "known_poses":
-        params = init_lib.init_known_poses(pairs, params, frozen, min_conf_thr, niter_PnP, focal_break)
+        params = init_lib.init_known_poses(pairs, params, frozen, min_conf_thr, niter_PnP, focal_break,
+                                           own_focal=pnp_own_focal)
     elif init is not None:
         raise InputError(f"init must be 'mst', 'known_poses' or None, found {init!r}")
 
