@@ -95,11 +95,20 @@ def plan_batches(pairs: list, batch_size: int) -> list[tuple[list[int], bool]]:
 _COMPILED: dict = {}
 
 
+def _model_key(model):
+    """Models built from equal configs compute the same function: share their compiled programs
+    (a second `load_model` of the same architecture does not recompile)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        return (type(model).__module__, type(model).__qualname__, repr(sorted(config.to_dict().items())))
+    return id(model)
+
+
 def _forward_fn(model, symmetrized: bool) -> Callable:
-    """jax.jit of model.apply for one model object; jit itself caches one program per shape."""
-    key = (id(model), symmetrized)
+    """jax.jit of model.apply, one per (model architecture, symmetrized); jit caches one program per shape."""
+    key = (_model_key(model), symmetrized)
     entry = _COMPILED.get(key)
-    if entry is None or entry[0] is not model:
+    if entry is None or (isinstance(key[0], int) and entry[0] is not model):
         def forward(params, view1, view2):
             return model.apply({"params": params}, view1, view2, symmetrized=symmetrized)
 

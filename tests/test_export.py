@@ -143,3 +143,15 @@ def test_quaternion_matches_scipy():
         x, y, z, w = Rotation.from_matrix(rotation).as_quat()
         expected = np.array([w, x, y, z]) * (1 if w >= 0 else -1)
         np.testing.assert_allclose(rotation_to_quaternion_wxyz(rotation), expected, atol=1e-12)
+
+
+def test_degenerate_alignment_still_exports(tmp_path):
+    """Zero focal and NaN points (what garbage predictions give): files are written, NaNs left out."""
+    scene = synthetic_scene()
+    scene.intrinsics[1, 0, 0] = scene.intrinsics[1, 1, 1] = 0.0
+    scene.pts3d[0][:4] = np.nan
+    scene.masks = [m & np.all(np.isfinite(p), axis=-1) for m, p in zip(scene.masks, scene.pts3d)]
+    write_reconstruction(tmp_path, scene, max_colmap_points=50)
+    loaded = trimesh.load(tmp_path / "scene.glb")
+    assert len([g for g in loaded.geometry if g.startswith("camera_")]) == scene.num_images
+    assert np.all(np.isfinite(loaded.geometry["pointcloud"].vertices))

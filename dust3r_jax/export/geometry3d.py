@@ -72,6 +72,13 @@ def frustum(cam2world: np.ndarray, intrinsics: np.ndarray, image_shape: tuple[in
       vertices (5, 3) world, faces (8, 3): the four sides with both windings (visible from inside).
     """
     height, width = image_shape
+    intrinsics = np.asarray(intrinsics, dtype=np.float64)
+    if not (np.all(np.isfinite(intrinsics)) and intrinsics[0, 0] > 0 and intrinsics[1, 1] > 0):
+        # a degenerate focal cannot be drawn: show the camera with a 60-degree field of view instead
+        focal = max(height, width) / (2 * np.tan(np.pi / 6))
+        intrinsics = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    if not np.all(np.isfinite(cam2world)):
+        cam2world = np.eye(4)
     k_inv = np.linalg.inv(intrinsics)
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], dtype=np.float64)
     rays = corners @ k_inv.T
@@ -85,6 +92,7 @@ def frustum(cam2world: np.ndarray, intrinsics: np.ndarray, image_shape: tuple[in
 def camera_size(cam2world: np.ndarray, points: np.ndarray) -> float:
     """A frustum depth that reads well: 1/5 of the median camera spacing, or 5% of the cloud's extent."""
     centres = cam2world[:, :3, 3]
+    centres = centres[np.all(np.isfinite(centres), axis=-1)]
     if len(centres) > 1:
         spacing = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         median = float(np.median(spacing[np.triu_indices(len(centres), 1)]))

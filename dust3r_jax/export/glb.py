@@ -1,7 +1,7 @@
 """scene.glb: the coloured point cloud (or grid mesh) and one frustum per camera, via trimesh.
 
-Node names are stable so that tools (and our tests) can find things: `pointcloud` (or `mesh`) and
-`camera_000`, `camera_001`, ...
+Node names are stable so that tools (and our tests) can find things: `pointcloud` (or `mesh`; absent
+when no pixel passed the confidence threshold) and `camera_000`, `camera_001`, ...
 
 Like the official demo, the whole scene is expressed for viewing in glTF viewers: in the frame of
 camera 0 turned to OpenGL axes (y up, z backwards), i.e. world points are mapped by
@@ -23,8 +23,13 @@ _CV_TO_VIEW = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def viewing_transform(cam2world: np.ndarray) -> np.ndarray:
-    """(4, 4) world -> viewer frame, from `cam2world` (N, 4, 4): camera 0 upright at the origin."""
-    return np.linalg.inv(cam2world[0] @ _CV_TO_VIEW)
+    """(4, 4) world -> viewer frame, from `cam2world` (N, 4, 4): camera 0 upright at the origin.
+
+    Identity when camera 0's pose is degenerate (non-finite or singular)."""
+    first = cam2world[0] @ _CV_TO_VIEW
+    if not np.all(np.isfinite(first)) or abs(np.linalg.det(first)) < 1e-12:
+        return np.eye(4)
+    return np.linalg.inv(first)
 
 
 def build_glb_scene(scene: SceneArrays, as_mesh: bool = False, view_transform: bool = True) -> trimesh.Scene:
@@ -37,11 +42,14 @@ def build_glb_scene(scene: SceneArrays, as_mesh: bool = False, view_transform: b
         faces = np.concatenate([f + o for (_, f, _), o in zip(parts, offsets)]).reshape(-1, 3)
         colours = np.concatenate([c for _, _, c in parts]).reshape(-1, 3)
         mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=colours, process=False)
-        glb.add_geometry(mesh, geom_name="mesh", node_name="mesh")
+        if len(faces):  # glTF cannot hold an empty buffer
+            glb.add_geometry(mesh, geom_name="mesh", node_name="mesh")
         points = vertices
     else:
         points, colours = scene.confident_points()
-        glb.add_geometry(trimesh.PointCloud(points, colors=colours), geom_name="pointcloud", node_name="pointcloud")
+        if len(points):
+            glb.add_geometry(trimesh.PointCloud(points, colors=colours), geom_name="pointcloud",
+                             node_name="pointcloud")
     size = camera_size(scene.cam2world, points)
     for i in range(scene.num_images):
         vertices, faces = frustum(scene.cam2world[i], scene.intrinsics[i], scene.imgs[i].shape[:2], size)

@@ -82,11 +82,16 @@ def from_aligned_scene(scene, images: list[dict], min_conf_thr: float) -> SceneA
     def per_image(name):
         return [np.asarray(x, dtype=np.float32) for x in _value(scene, name)]
 
-    imgs = per_image("imgs")
+    # the aligner may not carry colours (views without images): take them from the loader
+    scene_imgs = list(_value(scene, "imgs") or [None] * len(images))
+    imgs = [np.asarray(img if img is not None else np.asarray(image["img"][0]) * 0.5 + 0.5, dtype=np.float32)
+            for img, image in zip(scene_imgs, images)]
     depths = [d.reshape(img.shape[:2]) for d, img in zip(per_image("depthmaps"), imgs)]
     pts3d = [p.reshape(img.shape[:2] + (3,)) for p, img in zip(per_image("pts3d"), imgs)]
     confs = [c.reshape(img.shape[:2]) for c, img in zip(per_image("conf"), imgs)]
-    masks = [np.asarray(m, dtype=bool).reshape(img.shape[:2]) for m, img in zip(scene.masks(min_conf_thr), imgs)]
+    # a degenerate alignment (e.g. a zero focal) can leave NaN/inf points: never export those
+    masks = [np.asarray(m, dtype=bool).reshape(img.shape[:2]) & np.all(np.isfinite(p), axis=-1)
+             for m, img, p in zip(scene.masks(min_conf_thr), imgs, pts3d)]
     files = [image["source"]["path"] for image in images]
     return SceneArrays(
         names=unique_stems(files),

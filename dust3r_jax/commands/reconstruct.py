@@ -1,0 +1,220 @@
+"""`dust3r-jax reconstruct IMAGES_OR_DIR --weights W --out DIR`: photos -> a 3D scene on disk.
+
+Stages (each timed, reported in `summary.txt` and on stdout):
+1. load images (`load_images`: official resize/crop, 224 or 512);
+2. load weights (`load_model`: official .pth, HF folder or converted directory);
+3. inference on the pairs of the scene graph (`make_pairs` + batched `inference`);
+4. alignment: two images -> PairViewer (`global_align(mode="pair")`), more -> the point-cloud
+   optimiser from the spanning-tree initialisation (`--niter`, `--schedule`, `--lr`); then, as the
+   official demo does, `clean_pointcloud()`;
+5. export (see `dust3r_jax.export`): scene.glb, points.ply, cameras.json, depth/, conf/,
+   sparse/0/ (COLMAP text model at the original image resolution), summary.txt.
+
+Nothing half-written is left behind: everything goes to a hidden sibling folder that is renamed
+to `--out` at the very end (and removed on any failure). An existing `--out` is an error unless
+`--overwrite`, in which case it is replaced only once the new result is complete.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+from dust3r_jax.errors import InputError
+
+STAGES = ("load images", "load weights", "inference", "alignment", "export")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGES_OR_DIR",
+                        help="image files (.jpg/.jpeg/.png) and/or folders of them (sorted by name)")
+    parser.add_argument("--weights", required=True,
+                        help="official .pth, Hugging Face folder (config.json + model.safetensors) or converted folder")
+    parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--image-size", type=int, default=512, choices=(224, 512),
+                        help="network resolution: 512 (long side) or 224 (square crop); match the weights")
+    parser.add_argument("--square-ok", action="store_true", help="at 512, keep square images square")
+    parser.add_argument("--scene-graph", default="complete",
+                        help="complete | swin-W[-noncyclic] | logwin-W[-noncyclic] | oneref-ID")
+    parser.add_argument("--prefilter", default=None, help="seqN | cycN: drop pairs more than N frames apart")
+    parser.add_argument("--batch-size", type=int, default=8, help="pairs per network call")
+    parser.add_argument("--niter", type=int, default=300, help="global alignment iterations (>2 images)")
+    parser.add_argument("--schedule", default="cosine", choices=("cosine", "linear"), help="learning-rate schedule")
+    parser.add_argument("--lr", type=float, default=0.01, help="global alignment learning rate")
+    parser.add_argument("--min-conf-thr", type=float, default=3.0,
+                        help="pixels with confidence above this are kept in the point cloud and COLMAP model")
+    parser.add_argument("--no-clean", action="store_true",
+                        help="skip clean_pointcloud() (which drops points hidden behind other views' surfaces)")
+    parser.add_argument("--mesh", action="store_true", help="scene.glb holds a mesh instead of a point cloud")
+    parser.add_argument("--max-colmap-points", type=int, default=100_000,
+                        help="at most this many points in sparse/0/points3D.txt (even subsample)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: JAX's default device")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="compute dtype of the network trunk (heads and alignment stay float32)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _check_arguments(args) -> tuple[Path, Path]:
+    """Cheap checks before any work, so that a typo does not cost a model load."""
+    weights = Path(args.weights)
+    if not weights.exists():
+        raise InputError(f"--weights {weights}: no such file or folder")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputError(f"--out {out}: already exists (choose another folder or pass --overwrite)")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    for name in ("batch_size", "niter", "max_colmap_points"):
+        if getattr(args, name) < (1 if name == "batch_size" else 0):
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
+    return weights, out
+
+
+def _device_context(device_kind: str | None):
+    if device_kind is None:
+        return contextlib.nullcontext()
+    import jax
+
+    try:
+        devices = jax.devices(device_kind)
+    except RuntimeError:
+        devices = []
+    if not devices:
+        raise InputError(f"--device {device_kind}: JAX sees no {device_kind.upper()} (backend: {jax.default_backend()})")
+    return jax.default_device(devices[0])
+
+
+def _align(output, num_images: int, args):
+    import dust3r_jax
+
+    if num_images == 2:
+        scene = dust3r_jax.global_align(output, mode="pair", min_conf_thr=args.min_conf_thr)
+    else:
+        scene = dust3r_jax.global_align(output, mode="pointcloud", init="mst", niter=args.niter,
+                                        schedule=args.schedule, lr=args.lr, min_conf_thr=args.min_conf_thr,
+                                        verbose=not args.quiet)
+    if not args.no_clean and hasattr(scene, "clean_pointcloud"):
+        cleaned = scene.clean_pointcloud()
+        scene = scene if cleaned is None else cleaned
+    return scene
+
+
+def reconstruct(args) -> dict:
+    """Runs every stage; returns the summary (numbers, timings). Writes `args.out` atomically."""
+    weights, out = _check_arguments(args)
+    # imports first, so that their cost (jax, trimesh) is not booked to the first stage
+    from dust3r_jax import export
+    from dust3r_jax.images import load_images
+    from dust3r_jax.inference import inference
+    from dust3r_jax.pairs import make_pairs
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+
+    images = load_images(args.images, size=args.image_size, square_ok=args.square_ok)
+    if len(images) < 2:
+        raise InputError(f"found {len(images)} image in {' '.join(args.images)}; a reconstruction needs at least 2")
+    lap("load images")
+
+    with _device_context(args.device):
+        from dust3r_jax.loading import load_model
+
+        overrides = {"dtype": args.dtype} if args.dtype != "float32" else {}
+        model, params = load_model(weights, **overrides)
+        lap("load weights")
+
+        # two views: the PairViewer needs exactly the pairs (0, 1), (1, 0)
+        scene_graph = "complete" if len(images) == 2 else args.scene_graph
+        pairs = make_pairs(images, scene_graph=scene_graph, prefilter=args.prefilter, symmetrize=True)
+        if not pairs:
+            raise InputError(f"--scene-graph {args.scene_graph} --prefilter {args.prefilter}: leaves no pairs")
+        output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet)
+        lap("inference")
+
+        scene = _align(output, len(images), args)
+        lap("alignment")
+
+    arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
+    summary = {
+        "images": [(image["source"]["path"], tuple(int(s) for s in image["true_shape"][0])) for image in images],
+        "pairs": len(pairs), "scene_graph": scene_graph, "weights": str(weights),
+        "alignment": "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations",
+        "loss": float(getattr(scene, "loss", float("nan"))),
+        "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings,
+    }
+    _write_atomically(out, args.overwrite, lambda folder: _export(folder, arrays, args, summary, lap))
+    return summary
+
+
+def _export(folder: Path, arrays, args, summary: dict, lap) -> None:
+    from dust3r_jax import export
+
+    export.write_reconstruction(folder, arrays, as_mesh=args.mesh, max_colmap_points=args.max_colmap_points)
+    lap("export")
+    (folder / "summary.txt").write_text(format_summary(summary) + "\n")
+
+
+def _write_atomically(out: Path, overwrite: bool, write) -> None:
+    """Calls write(tmp) on a hidden sibling folder, then renames it to `out` (replacing it if asked)."""
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if out.exists():
+            if not overwrite:  # appeared while we were working
+                raise InputError(f"--out {out}: already exists (choose another folder or pass --overwrite)")
+            out.rename(old)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            old.rename(out)  # put the previous result back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def format_summary(summary: dict) -> str:
+    """The human-readable table of summary.txt and stdout."""
+    shapes: dict = {}
+    for _, (height, width) in summary["images"]:
+        shapes[f"{width}x{height}"] = shapes.get(f"{width}x{height}", 0) + 1
+    sizes = ", ".join(f"{count} x {shape}" for shape, count in shapes.items())
+    lines = [
+        f"images      {len(summary['images'])} ({sizes}, W x H at network resolution)",
+        f"pairs       {summary['pairs']} (scene graph {summary['scene_graph']}, symmetrized)",
+        f"weights     {summary['weights']}",
+        f"alignment   {summary['alignment']}" + (f", final loss {summary['loss']:.6g}" if summary["loss"] == summary["loss"] else ""),
+        f"points      {summary['points']} above the confidence threshold",
+        "",
+        f"{'stage':<14}{'seconds':>10}",
+    ]
+    total = 0.0
+    for stage in STAGES:
+        seconds = summary["timings"].get(stage, float("nan"))
+        total += seconds
+        lines.append(f"{stage:<14}{seconds:>10.2f}")
+    lines.append(f"{'total':<14}{total:>10.2f}")
+    count = len(summary["images"])
+    lines.append(f"{'images/s':<14}{count / total if total > 0 else float('nan'):>10.3f}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    summary = reconstruct(args)
+    print(format_summary(summary))
+    print(f"written to {Path(args.out)}")
+    return 0
