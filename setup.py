@@ -11,6 +11,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "ml-collections>=1.0",
     "safetensors>=0.4",
+    # bfloat16 tensors of checkpoints (safetensors.numpy cannot hold them); also a JAX dependency
+    "ml-dtypes>=0.4",
     "pillow>=10",
     # minimum spanning tree and KD-trees for the global-alignment initialisation and matching:
     # scipy's are the reference implementations the official code calls.
@@ -18,17 +20,21 @@ INSTALL_REQUIRES = [
     "tqdm>=4.60",
     # GLB scene export: writing glTF binaries by hand is a format of its own.
     "trimesh>=4",
+    # PnP-RANSAC (SQPNP) for the two-view PairViewer and for poses the spanning tree cannot
+    # reach: the solver the official aligner calls.
+    "opencv-python-headless>=4.8",
 ]
 
 EXTRAS = {
     # GPU support is optional: `pip install -e .[cuda]`.
     "cuda": ["jax[cuda12]"],
     # Training data: TFDS builders write array_record and are read back with grain, no TensorFlow.
-    "data": ["tensorflow-datasets>=4.9", "grain>=0.2", "array-record>=0.5"],
-    # PnP-RANSAC for poses the spanning tree cannot reach (what the official aligner calls).
-    "pnp": ["opencv-python-headless>=4.8"],
+    # OpenEXR: the depth maps of BlendedMVS, MegaDepth, StaticThings3D, Waymo and Habitat are EXR,
+    # which neither Pillow nor opencv-python-headless 5 reads.
+    "data": ["tensorflow-datasets>=4.9", "grain>=0.2", "array-record>=0.5", "OpenEXR>=3.3"],
 }
-EXTRAS["test"] = ["pytest>=7"] + EXTRAS["data"] + EXTRAS["pnp"]
+# pycolmap: the reconstruct tests read our COLMAP export back with COLMAP's own reader.
+EXTRAS["test"] = ["pytest>=7", "pycolmap>=3.10"] + EXTRAS["data"]
 EXTRAS["all"] = sorted({d for k, v in EXTRAS.items() if k != "cuda" for d in v})
 
 setup(
