@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.train_helpers import cli_env, run_cli, train_cmd
+from tests.train_helpers import cli_env, restore_numpy_state, run_cli, train_cmd
 
 NUM_STEPS = 8  # two epochs of 4 steps (tiny config: 64 pairs, batch 8, accum 2)
 OVERRIDES = (f"max_steps={NUM_STEPS}", "checkpoint.every_steps=2", "checkpoint.keep=3",
@@ -51,14 +51,6 @@ def _kill_when(proc, condition, timeout=600):
     raise AssertionError("training subprocess did not reach the kill point in time")
 
 
-def _restore_state(workdir, step):
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore((workdir / "checkpoints" / str(step) / "state").absolute())
-    return jax.tree.map(np.asarray, state)
-
-
 def test_killed_runs_resume_exactly(tmp_path):
     env = cli_env(tmp_path / "compile_cache")
     reference = tmp_path / "reference"
@@ -87,8 +79,8 @@ def test_killed_runs_resume_exactly(tmp_path):
     meta = json.loads(next((reference / "checkpoints" / "6" / "meta").glob("*")).read_text())
     assert (meta["step"], meta["epoch"], meta["batch_in_epoch"]) == (6, 1, 4)
 
-    want = _restore_state(reference, NUM_STEPS)
-    got = _restore_state(workdir, NUM_STEPS)
+    want = restore_numpy_state(reference, NUM_STEPS)
+    got = restore_numpy_state(workdir, NUM_STEPS)
     assert int(got["step"]) == NUM_STEPS
     for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(got)[0], jax.tree.leaves(want)):
         np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))

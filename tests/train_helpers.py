@@ -73,3 +73,17 @@ def train_cmd(workdir, *overrides, config=TINY_CONFIG):
 
 def run_cli(cmd, env, timeout=600):
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def restore_numpy_state(workdir, step):
+    """The TrainState saved at `step` under `workdir`, as numpy, whatever devices saved it."""
+    import orbax.checkpoint as ocp
+
+    path = (Path(workdir) / "checkpoints" / str(step) / "state").absolute()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with ocp.StandardCheckpointer() as checkpointer:
+        metadata = checkpointer.metadata(path)
+        tree = getattr(metadata, "item_metadata", metadata)
+        target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree)
+        state = checkpointer.restore(path, target)
+    return jax.tree.map(np.asarray, state)
