@@ -59,9 +59,10 @@ def test_vmap_over_scenes_equals_separate_runs():
 
 
 def test_edge_chunks_give_the_same_loss_and_gradient():
-    full = _problem(n_views=4)
-    chunked = _problem(n_views=4, edge_chunk=5)  # 12 pairs -> 3 blocks, the last one padded
-    assert chunked.layout.edge_groups[0].n_real == 12 and len(chunked.layout.edge_groups[0].edge_ids) == 15
+    chunked = _problem(n_views=5, edge_chunk=9)  # 4 pairs per image and side -> blocks of 2 images
+    full = _problem(n_views=5)
+    assert all(objective._block_rows(chunked.layout, sg) == 2 for sg in chunked.layout.side_groups)
+    assert chunked.data[0]["pred"].shape[0] == 6  # 5 images padded to 3 blocks of 2
     loss_full = optimize.loss_jit(full.params, full.data, full.layout)
     loss_chunked = optimize.loss_jit(chunked.params, chunked.data, chunked.layout)
     np.testing.assert_allclose(loss_chunked, loss_full, rtol=1e-6)

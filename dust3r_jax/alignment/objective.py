@@ -1,7 +1,7 @@
 """The alignment objective as a pure JAX function of (parameters, pair data).
 
-Layout. Images are grouped by shape and pairs by (shape of i, shape of j); each group is stacked,
-so nothing is padded to the largest image and memory grows with the pixels actually present.
+Layout. Images are grouped by shape (nothing is padded to the largest image: memory grows with the
+pixels actually present) and each side of the pairs is laid out by image (see `SideGroup`).
 `Layout` holds the static structure (hashable, a `jit` static argument); `pack_data` builds the
 array pytree; `loss` evaluates
 
@@ -9,8 +9,9 @@ array pytree; `loss` evaluates
     (1 / E) sum_e [mean_pix w_i ||...|| + mean_pix w_j ||...||]                      ("modular")
 
 with T_e the scaled pair pose and A_i = sum over pairs of the pixel count of their first image.
-With `edge_chunk`, each pair group is processed in blocks of that many pairs under `lax.scan`
-with rematerialisation, so the memory of one evaluation (and its gradient) is bounded by a block.
+With `edge_chunk`, each side group is processed in blocks of about that many pairs (whole images)
+under `lax.scan` with rematerialisation, so the memory of one evaluation (and of its gradient)
+beyond the inputs is bounded by a block.
 """
 import dataclasses
 
@@ -23,16 +24,15 @@ from dust3r_jax.alignment import params as P
 
 
 @dataclasses.dataclass(frozen=True)
-class EdgeGroup:
-    """Pairs whose first images share one shape and whose second images share one shape.
-    edge_ids/slot_i/slot_j are padded with 0 up to a multiple of the chunk (padded pairs have
-    zero weight); n_real is the number of real pairs."""
+class SideGroup:
+    """One side (i: first images, j: second images) of the pairs whose image on that side belongs to
+    one image-shape group. edge_ids is (n_g, D): for each image of the group (row, in the group's
+    order), the pairs where it is on this side, padded with -1 up to the largest count D (padded
+    slots have zero weight). Laying pairs out by image lets each image's world points broadcast
+    over its pairs: no gather, and no scatter in the backward pass."""
+    side: str
+    group: int
     edge_ids: tuple
-    group_i: int
-    slot_i: tuple
-    group_j: int
-    slot_j: tuple
-    n_real: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +40,8 @@ class Layout:
     imshapes: tuple                 # (H, W) per image
     edges: tuple                    # (i, j) per pair
     image_groups: tuple             # ((H, W), (image indices...)) per shape group
-    edge_groups: tuple              # EdgeGroup per (shape_i, shape_j)
-    edge_chunk: int = 0             # 0: all pairs of a group at once
+    side_groups: tuple              # SideGroup per (side, image group)
+    edge_chunk: int = 0             # >0: about this many pairs per block under lax.scan + remat
     loss_mode: str = "pointcloud"   # or "modular" (mean per pair, as the modular optimiser)
     dist: str = "l1"
     conf: str = "log"
@@ -54,12 +54,6 @@ class Layout:
     def n_imgs(self):
         return len(self.imshapes)
 
-    def image_slot(self, n):
-        for g, (_, members) in enumerate(self.image_groups):
-            if n in members:
-                return g, members.index(n)
-        raise KeyError(n)
-
     @property
     def total_area_i(self):
         return sum(self.imshapes[i][0] * self.imshapes[i][1] for i, _ in self.edges)
@@ -70,46 +64,49 @@ class Layout:
 
 
 def make_layout(imshapes, edges, edge_chunk=0, **options):
-    """Group images by shape and pairs by shapes (first-seen order, pairs in input order)."""
+    """Group images by shape (first-seen order) and lay each side of the pairs out by image."""
     imshapes = tuple(tuple(int(s) for s in hw) for hw in imshapes)
     edges = tuple((int(i), int(j)) for i, j in edges)
     shapes = list(dict.fromkeys(imshapes))
     image_groups = tuple((hw, tuple(n for n, s in enumerate(imshapes) if s == hw)) for hw in shapes)
-    slot = {}
-    for g, (_, members) in enumerate(image_groups):
-        for k, n in enumerate(members):
-            slot[n] = (g, k)
-    by_shapes = {}
-    for e, (i, j) in enumerate(edges):
-        by_shapes.setdefault((imshapes[i], imshapes[j]), []).append(e)
-    groups = []
-    for ids in by_shapes.values():
-        n_real = len(ids)
-        if edge_chunk:
-            ids = ids + [ids[0]] * (-n_real % edge_chunk)
-        gi = slot[edges[ids[0]][0]][0]
-        gj = slot[edges[ids[0]][1]][0]
-        groups.append(EdgeGroup(tuple(ids), gi, tuple(slot[edges[e][0]][1] for e in ids),
-                                gj, tuple(slot[edges[e][1]][1] for e in ids), n_real))
-    return Layout(imshapes, edges, image_groups, tuple(groups), int(edge_chunk or 0), **options)
+    side_groups = []
+    for side, k in (("i", 0), ("j", 1)):
+        for g, (_, members) in enumerate(image_groups):
+            per_image = [[e for e, ij in enumerate(edges) if ij[k] == n] for n in members]
+            D = max(len(p) for p in per_image)
+            if D == 0:
+                continue
+            ids = tuple(tuple(p + [-1] * (D - len(p))) for p in per_image)
+            side_groups.append(SideGroup(side, g, ids))
+    return Layout(imshapes, edges, image_groups, tuple(side_groups), int(edge_chunk or 0), **options)
+
+
+def _block_rows(layout, sg):
+    """Images per block for a side group (0: no blocking)."""
+    if not layout.edge_chunk:
+        return 0
+    n_rows, D = len(sg.edge_ids), len(sg.edge_ids[0])
+    rows = max(1, layout.edge_chunk // D)
+    return rows if rows < n_rows else 0
 
 
 def pack_data(layout, pred_i, pred_j, conf_i, conf_j):
-    """Per-pair NumPy lists -> list over pair groups of {pred_i (Eg, HW_i, 3), pred_j (Eg, HW_j, 3),
-    conf_i (Eg, HW_i), conf_j (Eg, HW_j)} float32 (padded pairs get confidence 0)."""
+    """Per-pair NumPy lists -> list over side groups of {pred (R, D, HW, 3), conf (R, D, HW)}
+    float32, R = images of the group (padded to a multiple of the block when blocking), padded
+    slots with confidence 0."""
     data = []
-    for grp in layout.edge_groups:
-        def stack(items, e_ids, ndim_pt):
-            arr = np.stack([np.asarray(items[e], np.float32).reshape(-1, 3) if ndim_pt else
-                            np.asarray(items[e], np.float32).ravel() for e in e_ids])
-            return arr
-        ids = grp.edge_ids
-        d = {"pred_i": stack(pred_i, ids, True), "pred_j": stack(pred_j, ids, True),
-             "conf_i": stack(conf_i, ids, False), "conf_j": stack(conf_j, ids, False)}
-        if grp.n_real < len(ids):
-            d["conf_i"][grp.n_real:] = 0
-            d["conf_j"][grp.n_real:] = 0
-        data.append({k: jnp.asarray(v) for k, v in d.items()})
+    for sg in layout.side_groups:
+        preds, confs = (pred_i, conf_i) if sg.side == "i" else (pred_j, conf_j)
+        hw = layout.image_groups[sg.group][0]
+        ids = np.asarray(sg.edge_ids)
+        rows = _block_rows(layout, sg)
+        n_rows = len(ids) + (-len(ids) % rows if rows else 0)
+        pred = np.zeros((n_rows, ids.shape[1], hw[0] * hw[1], 3), np.float32)
+        conf = np.zeros((n_rows, ids.shape[1], hw[0] * hw[1]), np.float32)
+        for r, c in zip(*np.nonzero(ids >= 0)):
+            pred[r, c] = np.asarray(preds[ids[r, c]], np.float32).reshape(-1, 3)
+            conf[r, c] = np.asarray(confs[ids[r, c]], np.float32).ravel()
+        data.append({"pred": jnp.asarray(pred), "conf": jnp.asarray(conf)})
     return data
 
 
@@ -150,9 +147,7 @@ def conf_to_weight(conf, mode="log"):
 
 def prepare(layout, data):
     """Confidences -> weights, once before the iterations (keeps conf differentiable)."""
-    return [{"pred_i": d["pred_i"], "pred_j": d["pred_j"],
-             "w_i": conf_to_weight(d["conf_i"], layout.conf), "w_j": conf_to_weight(d["conf_j"], layout.conf)}
-            for d in data]
+    return [{"pred": d["pred"], "w": conf_to_weight(d["conf"], layout.conf)} for d in data]
 
 
 def _norm(x):
@@ -163,12 +158,12 @@ def _norm(x):
 
 
 def _rigid(pts, pose):
-    """pts (K, P, 3) -> pose[:, :3, :3] pts + pose[:, :3, 3] for poses (K, 4, 4).
+    """pts (..., P, 3) -> R pts + t for poses (..., 4, 4) with the same leading dims.
     Written as broadcast products (not a batched matmul): XLA fuses it into one elementwise
     loop, where a batch of tiny 3x3 matmuls is slow on CPU."""
-    R = pose[:, None, :3, :3]
+    R = pose[..., None, :3, :3]
     return (pts[..., 0:1] * R[..., 0] + pts[..., 1:2] * R[..., 1] + pts[..., 2:3] * R[..., 2]
-            + pose[:, None, :3, 3])
+            + pose[..., None, :3, 3])
 
 
 def world_points(layout, params):
@@ -187,13 +182,13 @@ def world_points(layout, params):
     return out
 
 
-def _side(world, slots, pred, weight, pose, adapt, dist, per_pair_mean):
-    X = world[slots]                                                    # (C, HW, 3)
-    aligned = _rigid(adapt[:, None, :] * pred, pose)
-    diff = X - aligned
+def _side_loss(world, pred, weight, pose, adapt, dist, per_pair_mean):
+    """world (R, HW, 3); pred (R, D, HW, 3); weight (R, D, HW); pose (R, D, 4, 4); adapt (R, D, 3)."""
+    aligned = _rigid(adapt[..., None, :] * pred, pose)
+    diff = world[:, None] - aligned
     d = _norm(diff) if dist == "l1" else jnp.sum(jnp.square(diff), axis=-1)
     d = d * weight
-    return jnp.sum(jnp.mean(d, axis=1)) if per_pair_mean else jnp.sum(d)
+    return jnp.sum(jnp.mean(d, axis=-1)) if per_pair_mean else jnp.sum(d)
 
 
 def loss(params, prepared, layout):
@@ -203,32 +198,32 @@ def loss(params, prepared, layout):
     adapt = P.adaptors(params["pw_adaptors"], layout.pw_break)
     world = world_points(layout, params)
     modular = layout.loss_mode == "modular"
-    total_i = jnp.zeros((), jnp.float32)
-    total_j = jnp.zeros((), jnp.float32)
-    for grp, d in zip(layout.edge_groups, prepared):
-        ids = np.asarray(grp.edge_ids)
-        inputs = (jnp.asarray(ids), jnp.asarray(np.asarray(grp.slot_i)), jnp.asarray(np.asarray(grp.slot_j)),
-                  d["pred_i"], d["w_i"], d["pred_j"], d["w_j"])
-        wi, wj = world[grp.group_i], world[grp.group_j]
+    totals = {"i": jnp.zeros((), jnp.float32), "j": jnp.zeros((), jnp.float32)}
+    for sg, d in zip(layout.side_groups, prepared):
+        ids = np.asarray(sg.edge_ids)
+        rows = _block_rows(layout, sg)
+        n_rows = d["pred"].shape[0]
+        ids = np.concatenate((ids, np.full((n_rows - len(ids), ids.shape[1]), -1)))
+        safe_ids = jnp.asarray(np.maximum(ids, 0))
+        wg = world[sg.group]
+        if n_rows > wg.shape[0]:
+            wg = jnp.concatenate((wg, jnp.zeros((n_rows - wg.shape[0],) + wg.shape[1:], wg.dtype)))
 
-        def block(args, wi=wi, wj=wj):
-            e, si, sj, pi, w_i, pj, w_j = args
-            li = _side(wi, si, pi, w_i, pw[e], adapt[e], layout.dist, modular)
-            lj = _side(wj, sj, pj, w_j, pw[e], adapt[e], layout.dist, modular)
-            return li, lj
+        def block(args):
+            w_rows, e, pred, weight = args
+            return _side_loss(w_rows, pred, weight, pw[e], adapt[e], layout.dist, modular)
 
-        chunk = layout.edge_chunk
-        if chunk and len(ids) > chunk:
-            blocks = jax.tree.map(lambda x: x.reshape((-1, chunk) + x.shape[1:]), inputs)
+        inputs = (wg, safe_ids, d["pred"], d["w"])
+        if rows:
+            blocks = jax.tree.map(lambda x: x.reshape((-1, rows) + x.shape[1:]), inputs)
             remat_block = jax.checkpoint(block)
 
             def body(acc, args):
-                li, lj = remat_block(args)
-                return (acc[0] + li, acc[1] + lj), None
-            (li, lj), _ = jax.lax.scan(body, (jnp.zeros(()), jnp.zeros(())), blocks)
+                return acc + remat_block(args), None
+            value, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks)
         else:
-            li, lj = block(inputs)
-        total_i, total_j = total_i + li, total_j + lj
+            value = block(inputs)
+        totals[sg.side] = totals[sg.side] + value
     if modular:
-        return (total_i + total_j) / len(layout.edges)
-    return total_i / layout.total_area_i + total_j / layout.total_area_j
+        return (totals["i"] + totals["j"]) / len(layout.edges)
+    return totals["i"] / layout.total_area_i + totals["j"] / layout.total_area_j

@@ -1,0 +1,164 @@
+"""Benchmark of global alignment: seconds for the MST init and for 300 iterations, and peak memory.
+
+Synthetic scenes (dust3r_jax.alignment.synthetic) with N images of one size and a pair graph
+(complete, swin, logwin; symmetrized as make_pairs does). Each configuration runs in its own
+subprocess so that peak memory is that configuration's: host peak RSS on CPU, and the device's
+peak bytes in use on GPU.
+
+    python experiments/bench_alignment.py --sizes 224 --n 4,8 --graphs complete
+    python experiments/bench_alignment.py --sizes 224,512x384 --n 4,8,16,32 --graphs complete,swin,logwin \
+        --edge-chunk 64 --out experiments/results/bench_alignment_gpu.md
+
+Timings: `compile` is the first call (jit compilation + a 50-iteration chunk), `iters` is a
+second, full run of `--niter` iterations with the compiled chunks (what a user pays per scene
+after the first). The official PyTorch aligner cannot run here (no torch); its figures on this
+CPU are in the fixture manifest (ga_4views: 2.2 s for 12 pairs of 48x64, init + 300 iterations).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+GRAPHS = ("complete", "swin", "logwin")
+
+
+def _parse_size(text):
+    if "x" in text:
+        w, h = text.split("x")  # WxH, as the DUSt3R docs write 512x384
+        return int(h), int(w)
+    return int(text), int(text)
+
+
+def run_one(n, size, graph, niter, edge_chunk, chunk_iters):
+    """Runs in the child process; returns a dict of measurements."""
+    import resource
+
+    import jax
+    import numpy as np
+
+    from dust3r_jax.alignment import build_problem, lr_schedule, optimize, read_pairs, synthetic
+
+    H, W = _parse_size(size)
+    edges = {"complete": synthetic.complete_pairs, "swin": synthetic.swin_pairs,
+             "logwin": synthetic.logwin_pairs}[graph](n)
+    t0 = time.perf_counter()
+    truth = synthetic.make_scene(n, H, W, seed=0)
+    output = synthetic.make_predictions(truth, edges, noise=0.01, outlier_frac=0.02, seed=0)
+    t_data = time.perf_counter() - t0
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    t0 = time.perf_counter()
+    problem = build_problem(read_pairs(output), stale_focal=False, edge_chunk=edge_chunk)
+    jax.block_until_ready(problem.data)
+    t_init = time.perf_counter() - t0
+    del output
+
+    lrs = lr_schedule(niter)
+    chunk = min(chunk_iters, niter)
+    t0 = time.perf_counter()
+    params, hist = optimize.run(problem.data, problem.params, problem.layout, lrs[:chunk], problem.trainable,
+                                chunk_iters=chunk)
+    jax.block_until_ready(params)
+    t_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    params, hist = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
+                                chunk_iters=chunk)
+    jax.block_until_ready(params)
+    t_iters = time.perf_counter() - t0
+
+    device = jax.devices()[0]
+    stats = device.memory_stats() or {}
+    return {
+        "n": n, "size": f"{W}x{H}", "graph": graph, "pairs": len(edges), "niter": niter,
+        "edge_chunk": edge_chunk, "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "data_s": round(t_data, 2), "init_s": round(t_init, 2), "compile_s": round(t_compile, 2),
+        "iters_s": round(t_iters, 3), "ms_per_iter": round(1e3 * t_iters / niter, 2),
+        "final_loss": float(hist[-1]),
+        "host_peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+        "host_peak_after_data_gib": round(rss_data, 3),
+        "device_peak_gib": round(stats.get("peak_bytes_in_use", 0) / 2**30, 3) if stats else None,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", default="4,8,16,32", help="image counts, comma separated")
+    parser.add_argument("--sizes", default="224,512x384", help="image sizes: S (SxS) or WxH")
+    parser.add_argument("--graphs", default="complete,swin,logwin")
+    parser.add_argument("--sparse-from", type=int, default=16,
+                        help="swin/logwin graphs only for N >= this (complete graph for every N)")
+    parser.add_argument("--niter", type=int, default=300)
+    parser.add_argument("--edge-chunk", type=int, default=0, help="pairs per block (0: all at once)")
+    parser.add_argument("--chunk-iters", type=int, default=50)
+    parser.add_argument("--max-pairs-pixels", type=float, default=float("inf"),
+                        help="skip configurations with more than this many pairs x pixels")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
+    parser.add_argument("--out", default=None, help="markdown table path (default experiments/results/...)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode: JSON config
+    args = parser.parse_args(argv)
+
+    if args.one:
+        cfg = json.loads(args.one)
+        print("RESULT " + json.dumps(run_one(**cfg)), flush=True)
+        return 0
+
+    rows = []
+    for size in args.sizes.split(","):
+        H, W = _parse_size(size)
+        for n in (int(x) for x in args.n.split(",")):
+            for graph in args.graphs.split(","):
+                if graph not in GRAPHS:
+                    parser.error(f"--graphs: unknown graph {graph!r} (choose from {GRAPHS})")
+                if graph != "complete" and n < args.sparse_from:
+                    continue
+                n_pairs = n * (n - 1) if graph == "complete" else None
+                if n_pairs and n_pairs * H * W > args.max_pairs_pixels:
+                    print(f"skip N={n} {size} {graph}: {n_pairs} pairs x {H * W} pixels", flush=True)
+                    continue
+                cfg = dict(n=n, size=size, graph=graph, niter=args.niter, edge_chunk=args.edge_chunk,
+                           chunk_iters=args.chunk_iters)
+                try:
+                    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True,
+                                          text=True, timeout=args.timeout)
+                except subprocess.TimeoutExpired:
+                    print(f"N={n} {size} {graph}: timeout after {args.timeout}s", flush=True)
+                    rows.append({**cfg, "error": f"timeout {args.timeout}s"})
+                    continue
+                lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+                if proc.returncode or not lines:
+                    err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+                    print(f"N={n} {size} {graph}: failed ({err})", flush=True)
+                    rows.append({**cfg, "error": err})
+                    continue
+                row = json.loads(lines[-1][len("RESULT "):])
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+
+    header = ("| N | size | graph | pairs | device | init s | compile s | 300 it s | ms/it | host peak GiB "
+              "| device peak GiB | final loss |")
+    lines = [f"# bench_alignment ({platform.node()}, {os.cpu_count()} CPUs visible)", "",
+             f"command: `python {' '.join(sys.argv)}`", "", header, "|" + "---|" * 12]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | | | | | | | | | {r['error']} |")
+            continue
+        lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | {r['pairs']} | {r['device']} | {r['init_s']} "
+                     f"| {r['compile_s']} | {r['iters_s']} | {r['ms_per_iter']} | {r['host_peak_gib']} "
+                     f"| {r['device_peak_gib']} | {r['final_loss']:.4g} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"bench_alignment_{platform.node() or 'host'}.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(table)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(main())
