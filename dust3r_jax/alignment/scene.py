@@ -66,8 +66,9 @@ class Scene:
         return self.masks()
 
     def clean_pointcloud(self, tol=0.001, bad_conf=0.0):
-        """Lower to `bad_conf` the confidence of points that another camera sees BEHIND a more
-        confident surface (its own depth map is closer by more than `tol` relative), as the
+        """Lower to `bad_conf` the confidence of points that float IN FRONT of the surface another
+        camera sees (closer to that camera than its depth map by more than `tol` relative: that
+        camera looks through them) and are less confident than that surface's pixel, as the
         official `clean_pointcloud`. Returns a new Scene with the updated `conf`."""
         world2cam = np.linalg.inv(self.cam2world)
         K = self.intrinsics
