@@ -23,6 +23,10 @@ def _manager(directory, keep, async_save, best):
         keep_checkpoints_without_metrics=not best,
         cleanup_tmp_directories=True,
         create=True,
+        # multi-host saves synchronise on barriers named by step: the two managers may save the
+        # same step at once, so their barrier names need different prefixes
+        multiprocessing_options=ocp.options.MultiprocessingOptions(
+            barrier_sync_key_prefix="best" if best else "latest"),
     )
     return ocp.CheckpointManager(directory, item_names=("state", "meta"), options=options)
 

@@ -25,7 +25,8 @@ from dust3r_jax.train import sources as sources_lib
 from dust3r_jax.train.metrics import MetricsLogger
 from dust3r_jax.train.optimizer import make_optimizer, param_group_counts
 from dust3r_jax.train.state import abstract_params_and_shardings, abstract_state, create_train_state
-from dust3r_jax.train.step import DEVICE_KEYS, batch_shardings, make_eval_step, make_train_step
+from dust3r_jax.train.step import (DEVICE_KEYS, batch_shardings, make_eval_step, make_split_accumulation,
+                                   make_train_step)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -122,7 +123,7 @@ class Run:
         self.checkpoints = ckpt_lib.RunCheckpoints(f"{workdir}", keep=config.checkpoint.keep,
                                                    async_save=config.checkpoint.async_save)
         self.logger = MetricsLogger(workdir)
-        self._train_step = self._eval_step = None
+        self._train_step = self._eval_step = self._split_step = None
 
     # -- batches ---------------------------------------------------------------------------------
     def _train_batch_shardings(self):
@@ -146,12 +147,36 @@ class Run:
         return self._eval_step
 
     def step_batches(self, epoch, first_step):
-        """Device batches (accum micro-batches each) of `epoch`, from optimiser step `first_step`."""
+        """Device batches of `epoch` from optimiser step `first_step`: one stacked (accum, B, ...)
+        batch per step, or a list of `accum` micro-batches when their shapes (aspect ratios) differ."""
         sharding_tree = self._train_batch_shardings()
+        micro_tree = self._eval_batch_shardings()
         micro = self.train_source.host_batches(epoch, start_batch=first_step * self.accum)
         for _ in range(first_step, self.steps_per_epoch):
             group = [next(micro) for _ in range(self.accum)]
-            yield to_global(stack_micro_batches(group), sharding_tree, self.global_batch, batch_axis=1)
+            if len({np.shape(b[0]["img"]) + np.shape(b[1]["img"]) for b in group}) == 1:
+                yield to_global(stack_micro_batches(group), sharding_tree, self.global_batch, batch_axis=1)
+            else:
+                yield [to_global({name: {k: a[0] for k, a in view.items()} for name, view in stack_micro_batches([b]).items()},
+                                 micro_tree,
+                                 self.global_batch, batch_axis=0) for b in group]
+
+    def train_step(self, state, batch):
+        """One optimiser step on what `step_batches` yields -> (state, metrics)."""
+        if not isinstance(batch, list):
+            return self.train_step_fn()(state, batch)
+        if self._split_step is None:
+            grad_fn, apply_fn = make_split_accumulation(self.model, self.tx, self.criterion, self.shardings,
+                                                        self._eval_batch_shardings(), self.mesh)
+            zeros = jax.jit(lambda p: jax.tree.map(jax.numpy.zeros_like, p),
+                            in_shardings=(self.shardings.params,), out_shardings=self.shardings.params)
+            self._split_step = (grad_fn, apply_fn, zeros)
+        grad_fn, apply_fn, zeros = self._split_step
+        grads, micro_metrics = zeros(state.params), []
+        for micro in batch:
+            grads, metrics = grad_fn(state.params, micro, grads)
+            micro_metrics.append(metrics)
+        return apply_fn(state, grads, micro_metrics)
 
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, params, step):
@@ -211,11 +236,18 @@ def train(config, workdir):
         logger.write("setup", 0, {"mesh": str(dict(run.mesh.shape)), "steps_per_epoch": run.steps_per_epoch,
                                   "total_steps": run.total_steps, "decay_tensors": groups["decay"][0],
                                   "no_decay_tensors": groups["no_decay"][0]})
-    train_step = run.train_step_fn()
     step = int(state.step)
-    window, last_metrics, eval_results = [], {}, {}
     every_save = int(config.checkpoint.every_steps) or run.steps_per_epoch * int(config.checkpoint.every_epochs)
     every_eval = int(config.eval.every_steps) or run.steps_per_epoch
+    try:
+        return _train_loop(run, config, state, step, best, every_save, every_eval)
+    finally:
+        checkpoints.close()  # waits for async saves: no half-finished thread at interpreter exit
+
+
+def _train_loop(run, config, state, step, best, every_save, every_eval):
+    checkpoints = run.checkpoints
+    window, last_metrics, eval_results = [], {}, {}
     tick = time.perf_counter()
     while step < run.total_steps:
         epoch, first = divmod(step, run.steps_per_epoch)
@@ -225,7 +257,7 @@ def train(config, workdir):
             if step > 0 and step % every_eval == 0 and run.test_sources:
                 eval_results = run.evaluate(state.params, step)
                 best = _maybe_save_best(run, state, step, eval_results, best)
-            state, metrics = train_step(state, batch)
+            state, metrics = run.train_step(state, batch)
             window.append(metrics)
             step += 1
             if step % config.log_every == 0 or step == run.total_steps:
@@ -240,7 +272,6 @@ def train(config, workdir):
         best = _maybe_save_best(run, state, step, eval_results, best)
     checkpoints.save(step, state, _meta(run, step, _finite_or_none(best)), force=True)
     checkpoints.wait()
-    checkpoints.close()
     return {"train": last_metrics, "eval": eval_results, "state": state}
 
 

@@ -62,6 +62,23 @@ def batch_shardings(batch, mesh, leading_axes=0):
     return jax.tree.map(one, batch)
 
 
+def _apply(tx, state, grads, loss, details):
+    """One optimiser update from averaged grads; skipped entirely when loss or grads are not finite
+    (the official GradScaler skips optimizer.step() then). Returns (state, metrics)."""
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, state.opt_state),
+        rng=jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)),
+    )
+    return new_state, {"loss": loss, "grad_norm": grad_norm, "finite": finite, **details}
+
+
 def make_train_step(model, tx, criterion, state_shardings, batch_sharding_tree, mesh,
                     symmetrized_encoding=True):
     """jitted `step(state, batch) -> (state, metrics)`; `state` is donated.
@@ -82,26 +99,44 @@ def make_train_step(model, tx, criterion, state_shardings, batch_sharding_tree, 
         zeros = jax.tree.map(jnp.zeros_like, state.params)
         grads, (losses, details) = jax.lax.scan(micro, zeros, batch)
         grads = jax.tree.map(lambda g: g / accum, grads)
-        loss = jnp.mean(losses)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
-        # skip non-finite steps entirely (the official GradScaler skips optimizer.step())
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        new_state = state.replace(
-            step=state.step + 1,
-            params=keep(new_params, state.params),
-            opt_state=keep(new_opt_state, state.opt_state),
-            rng=jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)),
-        )
-        metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite,
-                   **{k: jnp.mean(v) for k, v in details.items()}}
-        return new_state, metrics
+        return _apply(tx, state, grads, jnp.mean(losses), {k: jnp.mean(v) for k, v in details.items()})
 
     replicated = shd.replicated(mesh)
     return jax.jit(step, in_shardings=(state_shardings, batch_sharding_tree),
                    out_shardings=(state_shardings, replicated), donate_argnums=(0,))
+
+
+def make_split_accumulation(model, tx, criterion, state_shardings, micro_sharding_tree, mesh,
+                            symmetrized_encoding=True):
+    """(grad_fn, apply_fn) for steps whose micro-batches differ in shape (aspect ratios).
+
+    The official sampler draws one aspect ratio per micro-batch, so the `accum_iter` micro-batches
+    of a step may differ in shape and cannot be stacked. Then:
+        grads_sum, metrics = grad_fn(params, micro, grads_sum)   # once per micro-batch
+        state, metrics = apply_fn(state, grads_sum, losses, details)
+    compute the same update as `make_train_step` (same summation order), at the cost of one
+    compiled `grad_fn` per shape instead of one step per combination of shapes.
+    """
+    loss_fn = make_loss_fn(model, criterion, symmetrized_encoding)
+    value_and_grad = jax.value_and_grad(loss_fn, has_aux=True)
+    replicated = shd.replicated(mesh)
+
+    def grad_fn(params, micro, grads_sum):
+        (loss, details), grads = value_and_grad(params, micro["view0"], micro["view1"])
+        return jax.tree.map(jnp.add, grads_sum, grads), {"loss": loss, **details}
+
+    def apply_fn(state, grads_sum, micro_metrics):
+        accum = len(micro_metrics)
+        grads = jax.tree.map(lambda g: g / accum, grads_sum)
+        loss = jnp.mean(jnp.stack([m["loss"] for m in micro_metrics]))
+        details = {k: jnp.mean(jnp.stack([m[k] for m in micro_metrics])) for k in micro_metrics[0] if k != "loss"}
+        return _apply(tx, state, grads, loss, details)
+
+    grad_jit = jax.jit(grad_fn, in_shardings=(state_shardings.params, micro_sharding_tree, state_shardings.params),
+                       out_shardings=(state_shardings.params, replicated), donate_argnums=(2,))
+    apply_jit = jax.jit(apply_fn, in_shardings=(state_shardings, state_shardings.params, replicated),
+                        out_shardings=(state_shardings, replicated), donate_argnums=(0, 1))
+    return grad_jit, apply_jit
 
 
 def make_eval_step(model, criterion, param_shardings, batch_sharding_tree, mesh, symmetrized_encoding=True):
