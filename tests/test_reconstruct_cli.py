@@ -184,3 +184,16 @@ def test_failed_write_leaves_nothing_and_keeps_the_previous_result(tmp_path):
     with pytest.raises(InputError):
         _write_atomically(out, overwrite=True, write=broken)
     assert [p.name for p in out.iterdir()] == ["old.txt"] and _no_leftovers(tmp_path)
+
+
+def test_missing_gpu_is_a_clear_error(tmp_path, reference_dir, fixture_images, capsys):
+    import jax
+
+    if jax.default_backend() == "gpu":
+        pytest.skip("a GPU is present")
+    folder = _copy(fixture_images[:2], tmp_path / "photos")
+    out = tmp_path / "result"
+    assert _reconstruct(folder, reference_dir / "models" / "lin224.pth", out, "--device", "gpu") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--device gpu" in err and "\n" not in err
+    assert not out.exists() and _no_leftovers(tmp_path)
