@@ -14,6 +14,7 @@ def _problem(seed=0, n_views=3, H=12, W=16, **kw):
     return build_problem(read_pairs(output), **kw)
 
 
+@pytest.mark.slow  # ~1 min on 2 shared cores: a float64 compile of 20 unrolled Adam steps and their gradient
 def test_gradient_through_20_iterations_matches_finite_differences():
     problem = _problem()
     lrs = lr_schedule(20)
@@ -29,15 +30,17 @@ def test_gradient_through_20_iterations_matches_finite_differences():
 
         grads = jax.grad(final_translation)(data)
         rng = np.random.default_rng(0)
-        for key in ("pred_i", "conf_j"):
+        # data[0]: first images of the pairs (pred1 / conf1), data[1]: second images (pred2 / conf2)
+        for group, key in ((0, "pred"), (1, "conf")):
+            assert problem.layout.side_groups[group].side == "ij"[group]
             direction = jax.tree.map(jnp.zeros_like, data)
-            v = jnp.asarray(rng.normal(size=data[0][key].shape))
-            direction[0][key] = v
+            v = jnp.asarray(rng.normal(size=data[group][key].shape))
+            direction[group][key] = v
             h = 1e-6
             plus = jax.tree.map(lambda x, d: x + h * d, data, direction)
             minus = jax.tree.map(lambda x, d: x - h * d, data, direction)
             fd = (final_translation(plus) - final_translation(minus)) / (2 * h)
-            analytic = jnp.sum(grads[0][key] * v)
+            analytic = jnp.sum(grads[group][key] * v)
             assert abs(float(analytic)) > 1e-6, f"{key}: gradient vanishes, the test proves nothing"
             np.testing.assert_allclose(float(analytic), float(fd), rtol=1e-4, err_msg=key)
 

@@ -95,7 +95,8 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
 
     layout = objective.make_layout(pairs.imshapes, pairs.edges, edge_chunk, loss_mode=mode, dist=dist, conf=conf,
                                    base_scale=float(base_scale), pw_break=float(pw_break),
-                                   focal_break=float(focal_break), norm_pw_scale=bool(norm_pw_scale))
+                                   focal_break=float(focal_break), norm_pw_scale=bool(norm_pw_scale),
+                                   pw_adaptors=bool(allow_pw_adaptors))
     data = objective.pack_data(layout, pairs.pred_i, pairs.pred_j, pairs.conf_i, pairs.conf_j)
     jparams = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in params.items() if k != "depth"}
     jparams["depth"] = objective.pack_depth(layout, params["depth"])
@@ -123,7 +124,7 @@ def scene_from_params(problem, params, loss=float("nan"), loss_history=None):
     world = objective.world_points(layout, jax.tree.map(jnp.asarray, params))
     pts3d = [None] * layout.n_imgs
     for ((H, W), members), arr in zip(layout.image_groups, world):
-        arr = np.asarray(arr)
+        arr = np.swapaxes(np.asarray(arr), -1, -2)
         for k, n in enumerate(members):
             pts3d[n] = arr[k].reshape(H, W, 3)
     depth = [np.exp(d) for d in objective.unpack_depth(layout, params["depth"])]
