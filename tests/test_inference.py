@@ -111,10 +111,13 @@ def test_plan_batches_pairs_swapped_copies_and_buckets_shapes():
 
 
 def _forward_cases(reference_dir):
+    """(name, case) of the load_model forward fixtures; each case gains `checkpoint` and `dpt`."""
     manifest = json.loads((reference_dir / "manifest.json").read_text())
     for name, case in sorted(manifest["forward"].items()):
         if case["mode"] == "load_model":
-            yield name, case
+            model = manifest["models"][case["model"]]
+            yield name, dict(case, checkpoint=reference_dir / model["file"],
+                             dpt="head_type='dpt'" in model["load_model_string"])
 
 
 def _pairs_from_fixture(arrays):
@@ -132,22 +135,24 @@ def _pairs_from_fixture(arrays):
 def test_inference_equals_official_symmetrized_fixtures(reference_dir):
     """The symmetrized-batch cases of the linear checkpoints (the batching this module adds)."""
     loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
-    _check_forward_cases(reference_dir, loading, lambda case: case["model"] != "dpt512" and case["is_symmetrized"],
-                         rel=1e-4)
+    linear = [c for _, c in _forward_cases(reference_dir) if not c["dpt"]]
+    # (a fixture set without symmetrized cases: check its first linear case instead)
+    wanted = [c for c in linear if c.get("is_symmetrized")] or linear[:1]
+    _check_forward_cases(reference_dir, loading, lambda case: case in wanted, rel=1e-4)
 
 
 @pytest.mark.slow
 def test_inference_equals_all_official_linear_fixtures(reference_dir):
     """Every load_model case of the linear checkpoints (one compile per case: minutes on 2 cores)."""
     loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
-    _check_forward_cases(reference_dir, loading, lambda case: case["model"] != "dpt512", rel=1e-4)
+    _check_forward_cases(reference_dir, loading, lambda case: not case["dpt"], rel=1e-4)
 
 
 @pytest.mark.slow
 def test_inference_equals_official_dpt_fixtures(reference_dir):
     loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
     # README 9.2: DPT outputs carry ~1e-3 relative float32 noise (expm1 amplifies batch effects)
-    _check_forward_cases(reference_dir, loading, lambda case: case["model"] == "dpt512", rel=1e-3)
+    _check_forward_cases(reference_dir, loading, lambda case: case["dpt"], rel=1e-3)
 
 
 def _check_forward_cases(reference_dir, loading, want_case, rel):
@@ -157,7 +162,7 @@ def _check_forward_cases(reference_dir, loading, want_case, rel):
         if not want_case(case):
             continue
         if case["model"] not in loaded:
-            loaded[case["model"]] = loading.load_model(reference_dir / "models" / f"{case['model']}.pth")
+            loaded[case["model"]] = loading.load_model(case["checkpoint"])
         model, params = loaded[case["model"]]
         arrays = np.load(reference_dir / case["file"])
         pairs = _pairs_from_fixture(arrays)
