@@ -200,7 +200,7 @@ def _l1_fwd(world, pred, weight, pose):
 
 def _l1_bwd(res, g):
     # Hand-written backward: the unit residual (times weight) is materialised once, then reduced
-    # for each cotangent. Autodiff let XLA refuse the residual chain into each of the ~15
+    # for each cotangent. Autodiff let XLA re-fuse the residual chain into each of the ~15
     # reductions (poses, world points), which made the backward ~10x slower than the forward.
     pred, weight, pose, diff, norm = res
     scale = jnp.where(norm > 0, g * weight / jnp.where(norm > 0, norm, 1.0), 0.0)  # zero grad at 0
@@ -243,7 +243,8 @@ def loss(params, prepared, layout):
     adapt = P.adaptors(params["pw_adaptors"], layout.pw_break)
     world = world_points(layout, params)
     modular = layout.loss_mode == "modular"
-    totals = {"i": jnp.zeros((), jnp.float32), "j": jnp.zeros((), jnp.float32)}
+    dtype = params["pw_poses"].dtype
+    totals = {"i": jnp.zeros((), dtype), "j": jnp.zeros((), dtype)}
     for sg, d in zip(layout.side_groups, prepared):
         ids = np.asarray(sg.edge_ids)
         rows = _block_rows(layout, sg)
@@ -266,7 +267,7 @@ def loss(params, prepared, layout):
 
             def body(acc, args):
                 return acc + remat_block(args), None
-            value, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), blocks)
+            value, _ = jax.lax.scan(body, jnp.zeros((), dtype), blocks)
         else:
             value = block(inputs)
         totals[sg.side] = totals[sg.side] + value
