@@ -144,8 +144,9 @@ def normalize(img: PIL.Image.Image) -> np.ndarray:
 
 def load_image(path: Path, size: int = 512, square_ok: bool = False) -> tuple[np.ndarray, dict]:
     """One file -> (img (H, W, 3) float32 in [-1, 1], source info). See module docstring."""
-    if size not in (224, 512):
-        raise InputError(f"image size {size}: expected 224 or 512")
+    if not isinstance(size, int) or size < PATCH_SIZE:
+        # any long side works as in the official loader; the released models use 224 and 512
+        raise InputError(f"image size {size!r}: expected an integer >= {PATCH_SIZE} (224 or 512 for the released models)")
     img = open_rgb(path)
     width1, height1 = img.size
     if min(width1, height1) < MIN_ORIGINAL_SIDE:
@@ -177,7 +178,8 @@ def load_images(paths_or_folder, size: int = 512, square_ok: bool = False, verbo
 
     Args:
       paths_or_folder: a folder (its .jpg/.jpeg/.png files, sorted by name), or a list of files.
-      size: 512 (long side 512, sides multiple of 16) or 224 (224x224 centre square).
+      size: 224 (224x224 centre square) or another long side, e.g. 512 (sides cropped to
+        multiples of 16), as the official loader.
       square_ok: at 512, keep square images square instead of cropping them to 512x384.
     Returns:
       one dict per image: `img` float32 (1, H, W, 3) in [-1, 1] (NHWC), `true_shape` int32 (1, 2) =
