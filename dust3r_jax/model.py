@@ -105,7 +105,11 @@ class AsymmetricCroCo3DStereo(nn.Module):
         if cfg.head_type == "linear":
             make_head = lambda: LinearHead(num_channels, cfg.patch_size, **head_kw)
         else:
-            make_head = lambda: DPTHead(num_channels, dpt_hooks(cfg), cfg.patch_size, **head_kw)
+            # in landscape_only mode the heads run inside nn.switch, whose branches must leave the
+            # same variables: they record no intermediates there
+            make_head = lambda: DPTHead(
+                num_channels, dpt_hooks(cfg), cfg.patch_size, record=not cfg.landscape_only, **head_kw
+            )
         self.downstream_head1 = make_head()
         self.downstream_head2 = make_head()
 
@@ -159,24 +163,41 @@ class AsymmetricCroCo3DStereo(nn.Module):
         return out1, out2
 
     # ---- heads -------------------------------------------------------------------------------
-    def run_head(self, head, tokens, true_shape, image_hw):
+    def run_head(self, head_name, tokens, true_shape, image_hw):
         """Raw head output (B, H, W, C) for a batch whose array is (H, W).
 
         landscape_only=False: the head decodes the (H/p, W/p) grid as given.
         landscape_only=True (training): portrait images (true_shape H > W) arrive transposed and
         were embedded upright, so they are decoded on the (W/p, H/p) grid and the result is
-        transposed back into the landscape array layout. Both are computed and selected per image
-        because true_shape may be a traced value.
+        transposed back into the landscape array layout. true_shape may be traced, so the choice
+        is an `nn.switch`: all-landscape and all-portrait batches run the head once, only a batch
+        mixing both runs it on both grids and selects per image.
         """
         dtype = jnp.dtype(self.config.head_dtype)
         tokens = [t.astype(dtype) for t in tokens]
         if not self.config.landscape_only:
-            return head(tokens, image_hw)
+            return getattr(self, head_name)(tokens, image_hw)
         height, width = image_hw
-        landscape_out = head(tokens, (height, width))
-        portrait_out = jnp.swapaxes(head(tokens, (width, height)), 1, 2)
-        portrait = is_portrait(true_shape)
-        return jnp.where(portrait[:, None, None, None], portrait_out, landscape_out)
+
+        def landscape(module, tokens, portrait_mask):
+            return getattr(module, head_name)(tokens, (height, width))
+
+        def portrait(module, tokens, portrait_mask):
+            return jnp.swapaxes(getattr(module, head_name)(tokens, (width, height)), 1, 2)
+
+        def mixed(module, tokens, portrait_mask):
+            return jnp.where(
+                portrait_mask[:, None, None, None],
+                portrait(module, tokens, portrait_mask),
+                landscape(module, tokens, portrait_mask),
+            )
+
+        if self.is_initializing():  # one branch creates every param of the head
+            return landscape(self, tokens, None)
+        is_portrait_image = is_portrait(true_shape)
+        n_portrait = jnp.sum(is_portrait_image)
+        branch = jnp.where(n_portrait == 0, 0, jnp.where(n_portrait == is_portrait_image.shape[0], 1, 2))
+        return nn.switch(branch, [landscape, portrait, mixed], self, tokens, is_portrait_image)
 
     def __call__(self, view1, view2, symmetrized: bool = False):
         """view1, view2: {'img': (B, H, W, 3), 'true_shape': (B, 2)}. `symmetrized` (static): the
@@ -199,8 +220,8 @@ class AsymmetricCroCo3DStereo(nn.Module):
             for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):
                 self.sow("intermediates", f"encoded.{name}", value)
             dec1, dec2 = self.decode(feat1, pos1, feat2, pos2)
-            raw1 = self.run_head(self.downstream_head1, dec1, shape1, img1.shape[1:3])
-            raw2 = self.run_head(self.downstream_head2, dec2, shape2, img2.shape[1:3])
+            raw1 = self.run_head("downstream_head1", dec1, shape1, img1.shape[1:3])
+            raw2 = self.run_head("downstream_head2", dec2, shape2, img2.shape[1:3])
         self.sow("intermediates", "head1.raw", raw1)
         self.sow("intermediates", "head2.raw", raw2)
         pred1 = postprocess(raw1, cfg.depth_mode, cfg.conf_mode)

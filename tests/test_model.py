@@ -52,10 +52,8 @@ def test_released_state_dict_maps_one_to_one(reference_dir, name):
 
     listing = json.loads((reference_dir / "models" / "official_vitl_state_dict_keys.json").read_text())
     official = listing[f"DUSt3R_ViTLarge_BaseDecoder_{name.split('vitl_')[1]}"]
-    ours = dict((p, s) for p, s in zip(
-        _flat_keys(abstract_params(AsymmetricCroCo3DStereo(load_config(REPO_ROOT / "configs" / f"{name}.py").model))),
-        jax.tree_util.tree_leaves(abstract_params(AsymmetricCroCo3DStereo(
-            load_config(REPO_ROOT / "configs" / f"{name}.py").model)))))
+    abstract = abstract_params(AsymmetricCroCo3DStereo(load_config(REPO_ROOT / "configs" / f"{name}.py").model))
+    ours = dict(zip(_flat_keys(abstract), jax.tree_util.tree_leaves(abstract)))
     covered = set()
     for entry in official["state_dict"]:
         key = entry["key"]
@@ -143,6 +141,15 @@ def test_jit_with_traced_true_shape_compiles_once(reference_dir):
     other, _ = apply({"params": params}, flipped, view2)
     assert apply._cache_size() == 1
     assert not np.allclose(other["pts3d"], pred1["pts3d"])
+
+
+def test_training_mode_on_a_landscape_batch_equals_inference_mode(reference_dir):
+    """landscape_only=True takes its all-landscape branch: the same numbers as load_model's model."""
+    data = np.load(reference_dir / "forward" / "lin512__landscape.npz")
+    model, params = load_fixture_model(str(reference_dir / "models" / "lin512.pth"), True)
+    pred1, pred2 = run_model(model, params, *views_from_npz(data))[0]
+    assert_close(pred1["pts3d"], data["pred1_pts3d"])
+    assert_close(pred2["conf"], data["pred2_conf"])
 
 
 def test_bfloat16_compute_is_close_to_float32(reference_dir):

@@ -153,6 +153,11 @@ class Scratch(nn.Module):
 
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    record: bool = True  # sow intermediates (off inside control flow, see AsymmetricCroCo3DStereo)
+
+    def sow(self, collection, name, value):
+        if self.record:
+            super().sow(collection, name, value)
 
     @nn.compact
     def __call__(self, levels):
@@ -198,6 +203,11 @@ class DPTAdapter(nn.Module):
     patch_size: int = 16
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    record: bool = True
+
+    def sow(self, collection, name, value):
+        if self.record:
+            super().sow(collection, name, value)
 
     @nn.compact
     def __call__(self, token_list, image_hw):
@@ -214,7 +224,7 @@ class DPTAdapter(nn.Module):
             level = ActPostprocess(k, name=f"act_postprocess_{k}", **kw)(grid)
             self.sow("intermediates", f"act_postprocess.{k}", level)
             levels.append(level)
-        fused = Scratch(name="scratch", **kw)(levels)
+        fused = Scratch(name="scratch", record=self.record, **kw)(levels)
         return OutputHead(self.num_channels, name="head", **kw)(fused)
 
 
@@ -226,9 +236,11 @@ class DPTHead(nn.Module):
     patch_size: int = 16
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    record: bool = True  # sow DPT internals into 'intermediates'
 
     @nn.compact
     def __call__(self, token_list, image_hw):
-        return DPTAdapter(self.num_channels, self.hooks, self.patch_size, self.dtype, self.param_dtype, name="dpt")(
-            token_list, image_hw
+        adapter = DPTAdapter(
+            self.num_channels, self.hooks, self.patch_size, self.dtype, self.param_dtype, self.record, name="dpt"
         )
+        return adapter(token_list, image_hw)
