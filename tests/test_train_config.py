@@ -123,3 +123,11 @@ def test_non_finite_loss_stops_training_naming_the_step():
     window = [{"loss": np.float32(1.0), "finite": True}, {"loss": np.float32(math.nan), "finite": False}]
     with pytest.raises(NonFiniteLossError, match="step 7: training loss is nan"):
         _report(run, window, step=7, seconds=1.0)
+
+
+def test_eval_without_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    from dust3r_jax.cli import main
+
+    code = main(["eval", "--config", str(TINY_CONFIG), "--workdir", str(tmp_path / "empty")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no checkpoint to evaluate" in err and len(err.strip().splitlines()) == 1

@@ -308,6 +308,10 @@ def _report(run, window, step, seconds):
 def evaluate(config, workdir, which="latest"):
     """Test criterion on the test sets with the params of the run's latest (or best) checkpoint,
     or of `config.init_from` when the workdir has no checkpoint."""
+    from pathlib import Path
+
+    if not config.init_from and not any(p.name.isdigit() for p in (Path(workdir) / "checkpoints").glob("*")):
+        raise ConfigError(f"{workdir}: no checkpoint to evaluate and no init_from checkpoint in the config")
     run = Run(config, workdir, for_training=False)
     state = run.state
     if run.checkpoints.latest_step() is not None or which == "best":
