@@ -148,10 +148,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def save(rows: list[dict], args, argv, tag: str) -> str:
+    """Writes the table so far to experiments/results/bench_pipeline_<tag>.{md,json}; returns the context line."""
     import jax
 
+    device = jax.devices()[0]
+    context = (f"model: {'tiny (--quick)' if args.quick else 'full size ViT-L/ViT-B'} {args.head} head, "
+               f"random weights, dtype {args.dtype}; batch {args.batch_size}; alignment niter {args.niter}; "
+               f"device {device.platform} ({device.device_kind}), {platform.node()}; jax {jax.__version__}")
+    results = REPO / "experiments" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    command = "python experiments/bench_pipeline.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    (results / f"bench_pipeline_{tag}.md").write_text(f"`{command}`\n\n{context}\n\n{format_table(rows)}\n")
+    (results / f"bench_pipeline_{tag}.json").write_text(json.dumps({"command": command, "context": context,
+                                                                     "rows": rows}, indent=1) + "\n")
+    return context
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     counts = [int(n) for n in args.num_images.split(",")]
     tag = args.tag or ("quick" if args.quick else f"full_{args.head}")
@@ -173,21 +188,10 @@ def main(argv=None) -> int:
                     row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
                 rows.append(row)
                 print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+                save(rows, args, argv, tag)  # a long run interrupted later keeps its rows
                 init_s = 0.0  # paid once per size
-
-    table = format_table(rows)
-    device = jax.devices()[0]
-    context = (f"model: {'tiny (--quick)' if args.quick else 'full size ViT-L/ViT-B'} {args.head} head, "
-               f"random weights, dtype {args.dtype}; batch {args.batch_size}; alignment niter {args.niter}; "
-               f"device {device.platform} ({device.device_kind}), {platform.node()}; jax {jax.__version__}")
-    print(context)
-    print(table)
-    results = REPO / "experiments" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    command = "python experiments/bench_pipeline.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    (results / f"bench_pipeline_{tag}.md").write_text(f"`{command}`\n\n{context}\n\n{table}\n")
-    (results / f"bench_pipeline_{tag}.json").write_text(json.dumps({"command": command, "context": context,
-                                                                     "rows": rows}, indent=1) + "\n")
+    print(save(rows, args, argv, tag))
+    print(format_table(rows))
     return 0
 
 
