@@ -193,16 +193,16 @@ def main(argv=None):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
 
-    header = ("| N | size | graph | pairs | device | init s | compile s | 300 it s | ms/it | host peak GiB "
+    header = ("| N | size | graph | pairs | device | init s | compile s | iters | iters s | ms/it | host peak GiB "
               "| device peak GiB | final loss |")
     lines = [f"# bench_alignment ({platform.node()}, {os.cpu_count()} CPUs visible)", "",
-             f"command: `python {' '.join(sys.argv)}`", "", header, "|" + "---|" * 12]
+             f"command: `python {' '.join(sys.argv)}`", "", header, "|" + "---|" * 13]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | | | | | | | | | {r['error']} |")
+            lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | | | | | | | | | | {r['error']} |")
             continue
         lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | {r['pairs']} | {r['device']} | {r['init_s']} "
-                     f"| {r['compile_s']} | {r['iters_s']} | {r['ms_per_iter']} | {r['host_peak_gib']} "
+                     f"| {r['compile_s']} | {r['niter']} | {r['iters_s']} | {r['ms_per_iter']} | {r['host_peak_gib']} "
                      f"| {r['device_peak_gib']} | {r['final_loss']:.4g} |")
     table = "\n".join(lines) + "\n"
     print(table)
