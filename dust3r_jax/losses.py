@@ -31,13 +31,15 @@ NORM_MODES = ("avg_dis", "avg_log1p", "avg_warp-log1p", "median_dis", "sqrt_dis"
 
 
 def _safe_norm(x, mask=None):
-    """Euclidean norm over the last axis, with a finite gradient at 0 (where it is 0).
+    """Euclidean norm over the last axis, with a zero (not NaN) gradient at 0.
 
-    x: (..., 3); mask: (...) bool or None. Masked-out entries are 0 and get no gradient.
+    x: (..., 3); mask: (...) bool or None. Masked-out entries are 0 and get no gradient; NaN
+    inputs in unmasked entries stay NaN, as in PyTorch (a NaN ground truth must not vanish).
     """
     sq = jnp.sum(x * x, axis=-1)
-    ok = sq > 0 if mask is None else (sq > 0) & mask
-    return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
+    positive = sq > 0
+    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), sq)  # sq: 0 or NaN
+    return norm if mask is None else jnp.where(mask, norm, 0.0)
 
 
 def _to_camera1(cam2world1, pts3d_world):
@@ -59,6 +61,7 @@ def _masked_lower_median(values, mask, axis):
 
     values, mask: same shape. Rows without any valid entry give NaN (as torch does).
     """
+    mask = mask & ~jnp.isnan(values)  # NaN counts as missing, like torch.nanmedian
     filled = jnp.where(mask, values, jnp.inf)
     ordered = jnp.sort(filled, axis=axis)
     count = jnp.sum(mask, axis=axis, keepdims=True)

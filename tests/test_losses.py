@@ -139,3 +139,18 @@ def test_no_valid_pixel_gives_zero_not_nan(reference_dir):
 def test_unknown_criterion_string_is_rejected():
     with pytest.raises(ValueError, match="unknown criterion 'Regr3D_Foo'"):
         losses.criterion_from_string("Regr3D_Foo(L21)")
+
+
+def test_nan_ground_truth_in_a_valid_pixel_is_not_hidden(reference_dir):
+    """As in PyTorch, a NaN in a valid GT point makes the loss NaN (the trainer then stops);
+    a NaN where valid_mask is False changes nothing."""
+    _, gt1, gt2, pred1, pred2 = _batch(reference_dir)
+    b, y, x = np.argwhere(gt2["valid_mask"])[0]
+    bad_valid = dict(gt2, pts3d=gt2["pts3d"].copy())
+    bad_valid["pts3d"][b, y, x] = np.nan
+    assert not np.isfinite(float(losses.conf_regr3d_loss(gt1, bad_valid, pred1, pred2)[0]))
+    b, y, x = np.argwhere(~gt2["valid_mask"])[0]
+    bad_invalid = dict(gt2, pts3d=gt2["pts3d"].copy())
+    bad_invalid["pts3d"][b, y, x] = np.nan
+    np.testing.assert_allclose(float(losses.conf_regr3d_loss(gt1, bad_invalid, pred1, pred2)[0]),
+                               float(losses.conf_regr3d_loss(gt1, gt2, pred1, pred2)[0]), rtol=1e-6)

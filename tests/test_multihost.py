@@ -48,6 +48,7 @@ def test_two_processes_match_one_process(tmp_path):
     assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
     assert "[Gloo]" in "".join(outputs) or "process" in "".join(outputs)
 
+    assert (multi / "best" / "4").is_dir()  # best-by-eval checkpoint written by both processes
     want_losses, want_eval = _train_losses(single)
     got_losses, got_eval = _train_losses(multi)  # written by process 0 only
     assert len(got_losses) == len(want_losses) == 4

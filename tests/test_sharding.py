@@ -32,12 +32,13 @@ def config():
 
 @pytest.fixture(scope="module")
 def single_device_run(config):
-    return run_steps(config, (1, 1, 1), NUM_STEPS, devices=jax.devices()[:1])
+    result = run_steps(config, (1, 1, 1), NUM_STEPS, devices=jax.devices()[:1])
+    return result + (dict(run_steps.last),)
 
 
 @pytest.mark.parametrize("mesh_shape", MESHES, ids=lambda s: "x".join(map(str, s)))
 def test_mesh_step_equals_single_device(config, single_device_run, mesh_shape):
-    ref_losses, ref_params, _, initial = single_device_run
+    ref_losses, ref_params, _, initial, _ = single_device_run
     losses, params, state, _ = run_steps(config, mesh_shape, NUM_STEPS, init_params=initial)
     np.testing.assert_allclose(losses, ref_losses, rtol=LOSS_RTOL)
     assert losses[-1] != losses[0]  # the params really moved (lr is 0 only at the first step)
@@ -71,3 +72,22 @@ def test_every_param_is_sharded_by_the_rules(config):
             if expected is not None and expected in tuple(sharding.spec)[:dim]:
                 expected = None  # a mesh axis is used once per array
             assert (tuple(sharding.spec) + (None,) * leaf.ndim)[dim] == expected, (names, sharding.spec)
+
+
+def test_non_finite_batch_is_skipped_and_reported(config, single_device_run):
+    """NaN ground truth in a valid pixel: the step reports loss NaN / finite=False and leaves the
+    params and optimiser state as they were (the loop then stops with NonFiniteLossError)."""
+    from dust3r_jax.train.loop import stack_micro_batches, to_global
+
+    _, _, state, _, last = single_device_run
+    host = stack_micro_batches(last["micro"][:config.optim.accum_iter])
+    view = host["view1"]
+    row, y, x = np.argwhere(view["valid_mask"][0])[0]
+    view["pts3d"][0, row, y, x] = np.nan
+    batch = to_global(host, last["batch_tree"], config.data.batch_size, batch_axis=1)
+    before = jax.tree.map(np.array, (state.params, state.opt_state))
+    new_state, metrics = last["step_fn"](state, batch)
+    assert not bool(metrics["finite"]) and not np.isfinite(float(metrics["loss"]))
+    for a, b in zip(jax.tree.leaves((new_state.params, new_state.opt_state)), jax.tree.leaves(before)):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert int(new_state.step) == NUM_STEPS + 1

@@ -50,6 +50,7 @@ def run_steps(config, mesh_shape, num_steps, devices=None, init_params=None):
                           config.data.batch_size, batch_axis=1)
         state, metrics = step_fn(state, batch)
         losses.append(float(metrics["loss"]))
+    run_steps.last = {"step_fn": step_fn, "micro": micro, "batch_tree": batch_tree}  # for follow-up checks
     return losses, jax.tree.map(np.asarray, state.params), state, initial
 
 
