@@ -51,7 +51,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import jax
-    import numpy as np
 
     from dust3r_jax.train.loop import Run
 

@@ -6,6 +6,8 @@
 - `step`: the jitted train step (gradient accumulation, symmetrised batch) and eval step;
 - `checkpoint`: orbax `CheckpointManager` (async, keep-N, best-by-eval) with exact resume;
 - `synthetic`: an in-memory batch source in the training batch format (tests, benchmarks);
+- `sources`: synthetic or real (dataset-mixture strings) batches, this host's rows, resumable;
+- `defaults`: every training-config key and its default (the official recipe);
 - `config_overrides`: `--config configs/X.py --config.a.b=value` without absl flags;
 - `metrics`: stdout + JSON-lines logging;
 - `loop`: `train(config, workdir)` and `evaluate(config, workdir)`.
