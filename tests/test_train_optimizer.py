@@ -30,7 +30,7 @@ def test_schedule_follows_official_formula_per_step():
 
 def _optim_config(**kw):
     base = dict(lr=1e-3, min_lr=1e-5, warmup_epochs=1.0, epochs=3, weight_decay=0.05, b1=0.9, b2=0.95,
-                eps=1e-8, accum_iter=1, freeze="none")
+                eps=1e-8, accum_iter=1)
     base.update(kw)
     return ml_collections.ConfigDict(base)
 
@@ -90,7 +90,7 @@ def test_decay_group_is_everything_but_biases_and_1d():
 
 def test_freeze_encoder_leaves_patch_embed_and_encoder_blocks_unchanged():
     params = _params()
-    tx, _ = optimizer.make_optimizer(_optim_config(freeze="encoder"), steps_per_epoch=1, params=params)
+    tx, _ = optimizer.make_optimizer(_optim_config(), steps_per_epoch=1, params=params, freeze="encoder")
     grads = jax.tree.map(jnp.ones_like, params)
     state = tx.init(params)
     for _ in range(2):  # the first step has lr 0

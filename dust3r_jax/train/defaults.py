@@ -26,7 +26,8 @@ def base_config():
     # model_config(**model): training mode takes landscape arrays + true_shape
     c.model = ml_collections.ConfigDict(dict(FULL_SIZE_MODEL, head_type="linear", img_size=(224, 224),
                                              patch_embed_cls="PatchEmbedDust3R", landscape_only=True,
-                                             dtype="float32", freeze="none"))
+                                             dtype="float32",
+                                             freeze="none"))  # 'none' | 'mask' | 'encoder': frozen params get no update
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "datasets"  # 'datasets' (train_dataset / test_dataset strings) or 'synthetic'
@@ -40,7 +41,6 @@ def base_config():
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, min_lr=1e-6, warmup_epochs=10.0, epochs=100, weight_decay=0.05,
         b1=0.9, b2=0.95, eps=1e-8, accum_iter=1,
-        freeze="none",          # 'none' | 'mask' | 'encoder' (croco's set_freeze)
     ))
 
     c.mesh = ml_collections.ConfigDict()

@@ -113,7 +113,8 @@ class Run:
         if config.max_steps:
             self.total_steps = min(self.total_steps, int(config.max_steps))
         abstract, _, _ = abstract_params_and_shardings(self.model, self.mesh, self.rules, _image_hw(config))
-        self.tx, self.schedule = make_optimizer(config.optim, max(self.steps_per_epoch, 1), abstract)
+        self.tx, self.schedule = make_optimizer(config.optim, max(self.steps_per_epoch, 1), abstract,
+                                                freeze=config.model.freeze)
         pretrained = load_pretrained(config.init_from) if config.init_from else None
         self.state, self.shardings, self.load_report = create_train_state(
             self.model, self.tx, self.mesh, self.rules, _image_hw(config), config.seed,
@@ -232,7 +233,7 @@ def train(config, workdir):
         logger.write("init", 0, {"from": config.init_from, "loaded": r["loaded"], "missing": len(r["missing"]),
                                  "unexpected": len(r["unexpected"])})
     if int(state.step) == 0:
-        groups = param_group_counts(jax.tree.map(lambda x: x, state.params), config.optim.freeze)
+        groups = param_group_counts(jax.tree.map(lambda x: x, state.params), config.model.freeze)
         logger.write("setup", 0, {"mesh": str(dict(run.mesh.shape)), "steps_per_epoch": run.steps_per_epoch,
                                   "total_steps": run.total_steps, "decay_tensors": groups["decay"][0],
                                   "no_decay_tensors": groups["no_decay"][0]})

@@ -84,18 +84,18 @@ def param_group_counts(params, freeze="none"):
     return {k: tuple(v) for k, v in counts.items()}
 
 
-def make_optimizer(optim_config, steps_per_epoch, params):
+def make_optimizer(optim_config, steps_per_epoch, params, freeze="none"):
     """optax GradientTransformation for the `optim` section of a training config.
 
-    Reads: lr, min_lr, warmup_epochs, epochs, weight_decay, b1, b2, eps, freeze.
-    Frozen parameters get zero updates and no optimiser moments are used for them.
+    Reads: lr, min_lr, warmup_epochs, epochs, weight_decay, b1, b2, eps. `freeze` is the model's
+    official `freeze` argument ('none' | 'mask' | 'encoder'): frozen parameters get zero updates.
     """
     schedule = make_schedule(optim_config.lr, optim_config.min_lr, optim_config.warmup_epochs,
                              optim_config.epochs, steps_per_epoch)
     adamw = optax.adamw(learning_rate=schedule, b1=optim_config.b1, b2=optim_config.b2,
                         eps=optim_config.eps, weight_decay=optim_config.weight_decay,
                         mask=decay_mask)
-    labels = trainable_labels(params, optim_config.freeze)
+    labels = trainable_labels(params, freeze)
     if all(label == "train" for label in jax.tree.leaves(labels)):
         return adamw, schedule
     return optax.multi_transform({"train": adamw, "frozen": optax.set_to_zero()}, labels), schedule
