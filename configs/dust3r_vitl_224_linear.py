@@ -5,16 +5,14 @@ load_model (and ours) builds PatchEmbedDust3R with landscape_only=False, as belo
 """
 import ml_collections
 
-from dust3r_jax.model_config import model_config
+from dust3r_jax.model_config import VITL_BASE_DECODER, model_config
 
 
 def get_config():
     config = ml_collections.ConfigDict()
     config.name = "DUSt3R_ViTLarge_BaseDecoder_224_linear"
     config.model = model_config(
-        enc_embed_dim=1024, enc_depth=24, enc_num_heads=16,
-        dec_embed_dim=768, dec_depth=12, dec_num_heads=12,
-        pos_embed="RoPE100", img_size=(224, 224), head_type="linear",
+        **VITL_BASE_DECODER, img_size=(224, 224), head_type="linear",
         patch_embed_cls="PatchEmbedDust3R", landscape_only=False,
     )
     return config

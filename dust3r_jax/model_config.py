@@ -39,6 +39,12 @@ _DEFAULTS = dict(
     matmul_precision="highest",
 )
 
+# The trunk of every released model and of CroCo v2: ViT-Large encoder, ViT-Base decoder, RoPE100.
+VITL_BASE_DECODER = dict(
+    enc_embed_dim=1024, enc_depth=24, enc_num_heads=16,
+    dec_embed_dim=768, dec_depth=12, dec_num_heads=12, pos_embed="RoPE100",
+)
+
 # Constructor arguments of the official classes that do not change the computation at inference.
 IGNORED_OFFICIAL_KWARGS = ("mask_ratio", "norm_layer")
 
