@@ -113,9 +113,13 @@ def make_predictions(scene, edges, noise=0.01, outlier_frac=0.0, seed=0, dtype=n
             pts = pts + noise * pts[..., 2:3] * rng.normal(size=pts.shape)
             c = 1 + np.exp(rng.normal(0.9, 0.6, size=(H, W)))
             if outlier_frac:
+                # outliers stay in front of the camera (DUSt3R's depth is exp(.) > 0): moved along
+                # their ray by a factor in [0.5, 1.5] plus 10% lateral noise, with low confidence
                 bad = rng.random((H, W)) < outlier_frac
-                pts[bad] += rng.normal(0, 0.5, size=(int(bad.sum()), 3))
-                c[bad] = rng.uniform(1.0, 1.3, size=int(bad.sum()))
+                k = int(bad.sum())
+                pts[bad] *= rng.uniform(0.5, 1.5, size=(k, 1))
+                pts[bad, :2] += 0.1 * pts[bad, 2:3] * rng.normal(size=(k, 2))
+                c[bad] = rng.uniform(1.0, 1.3, size=k)
             out[key][e] = s * pts
             conf[ckey][e] = c
     idx1 = np.array([i for i, _ in edges])
