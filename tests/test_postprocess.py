@@ -31,3 +31,18 @@ def test_nanmedian_lower_takes_lower_middle_and_ignores_nan():
 def test_confidence_masks_are_strict():
     masks = confidence_masks([np.array([[2.9, 3.0, 3.1]])], 3.0)
     np.testing.assert_array_equal(masks[0], [[False, False, True]])
+
+
+def test_fast_pnp_recovers_a_known_camera():
+    from dust3r_jax.alignment import synthetic
+    from dust3r_jax.pnp import fast_pnp
+    H, W, focal = 24, 32, 30.0
+    cam2world = synthetic.look_at(np.array([0.3, -0.2, -1.5]), np.array([0.0, 0.2, 0.5]))
+    _, pts_world = synthetic.render(cam2world, focal, H, W)
+    res = fast_pnp(pts_world, focal, np.ones((H, W), bool), niter_PnP=10)
+    assert res is not None
+    np.testing.assert_allclose(res[1], cam2world, atol=1e-4)
+    # unknown focal: the best of 21 tentative focals is kept
+    est_focal, pose = fast_pnp(pts_world, None, np.ones((H, W), bool))
+    assert abs(est_focal / focal - 1) < 0.1
+    assert fast_pnp(pts_world, focal, np.zeros((H, W), bool)) is None  # fewer than 4 points
