@@ -20,7 +20,9 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="dust3r-jax", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="dust3r-jax", description="DUSt3R in JAX: import checkpoints, reconstruct scenes from photos, train."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     chosen = argv[0] if argv and argv[0] in COMMANDS else None
