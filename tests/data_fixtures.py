@@ -57,3 +57,22 @@ def view_mismatches(view, expected, prefix):
                 detail = f" max|diff|={np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))):.3g}"
             bad.append(f"{prefix}{field}: got {got.dtype}{got.shape}, expected {want.dtype}{want.shape}{detail}")
     return bad
+
+
+def manifest_cases(reference_dir, class_names):
+    """[(name, manifest, npz, config)] for every dataset config of the given classes."""
+    return [(name, manifest, npz, config)
+            for name, manifest, npz in dataset_manifests(reference_dir, class_names)
+            for config in manifest["configs"]]
+
+
+def run_manifest_config(dataset, manifest_config, expected):
+    """Makes the manifest's calls in order; returns the list of field mismatches (empty if exact)."""
+    assert len(dataset) == manifest_config["len"]
+    bad = []
+    for j, call in enumerate(manifest_config["calls"]):
+        views = dataset[call_index(call["index"])]
+        assert len(views) == 2
+        for v, view in enumerate(views):
+            bad += view_mismatches(view, expected, f"{manifest_config['name']}/call{j}/view{v}/")
+    return bad

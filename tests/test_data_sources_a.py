@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from data_fixtures import call_index, dataset_manifests, view_mismatches, without_root
+from data_fixtures import call_index, dataset_manifests, manifest_cases, run_manifest_config, without_root
 from dust3r_jax.data.mixture import parse_dataset
 from dust3r_jax.errors import ConfigError, InputError
 
@@ -18,20 +18,7 @@ OWN_DATASETS = ("Co3d", "WildRGBD", "ARKitScenes", "ScanNetpp")
 
 
 def _cases(reference_dir):
-    return [(name, manifest, npz, config)
-            for name, manifest, npz in dataset_manifests(reference_dir, OWN_DATASETS)
-            for config in manifest["configs"]]
-
-
-def _run_config(dataset, manifest_config, expected):
-    assert len(dataset) == manifest_config["len"]
-    bad = []
-    for j, call in enumerate(manifest_config["calls"]):
-        views = dataset[call_index(call["index"])]
-        assert len(views) == 2
-        for v, view in enumerate(views):
-            bad += view_mismatches(view, expected, f"{manifest_config['name']}/call{j}/view{v}/")
-    return bad
+    return manifest_cases(reference_dir, OWN_DATASETS)
 
 
 def test_fixtures_discovered(reference_dir):
@@ -45,7 +32,7 @@ def test_views_from_folder_equal_official(reference_dir):
         root = str(reference_dir / "datasets" / manifest["fake_root"])
         dataset = parse_dataset(config["constructor"].replace("{ROOT}", root))
         with np.load(npz) as expected:
-            bad += [f"{name} {m}" for m in _run_config(dataset, config, expected)]
+            bad += [f"{name} {m}" for m in run_manifest_config(dataset, config, expected)]
     assert not bad, "\n".join(bad)
 
 
@@ -87,7 +74,7 @@ def test_views_from_tfds_build_equal_official(reference_dir, tfds_builds):
         dataset = parse_dataset(without_root(config["constructor"]), tfds_data_dir=data_dir)
         assert type(dataset.store).__name__ == "RecordStore"
         with np.load(npz) as expected:
-            bad += [f"{name} {m}" for m in _run_config(dataset, config, expected)]
+            bad += [f"{name} {m}" for m in run_manifest_config(dataset, config, expected)]
     assert not bad, "\n".join(bad)
     assert "tensorflow" not in sys.modules, "reading a TFDS build imported TensorFlow"
 
