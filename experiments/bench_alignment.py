@@ -37,7 +37,6 @@ def run_one(n, size, graph, niter, edge_chunk, chunk_iters):
     import resource
 
     import jax
-    import numpy as np
 
     from dust3r_jax.alignment import build_problem, lr_schedule, optimize, read_pairs, synthetic
 

@@ -12,7 +12,7 @@ import pytest
 
 import dust3r_jax
 from dust3r_jax.errors import CheckpointError, InputError
-from dust3r_jax.loading import abstract_params, init_params, save_model
+from dust3r_jax.loading import abstract_params, init_params
 from dust3r_jax.model import AsymmetricCroCo3DStereo, model_config
 from dust3r_jax.train.config_overrides import load_config
 from conftest import REPO_ROOT
