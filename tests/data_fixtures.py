@@ -76,3 +76,16 @@ def run_manifest_config(dataset, manifest_config, expected):
         for v, view in enumerate(views):
             bad += view_mismatches(view, expected, f"{manifest_config['name']}/call{j}/view{v}/")
     return bad
+
+
+def folder_mismatches(reference_dir, cases):
+    """Field mismatches of every case built on its fake folder (empty when all views are exact)."""
+    from dust3r_jax.data.mixture import parse_dataset
+
+    bad = []
+    for name, manifest, npz, config in cases:
+        root = str(reference_dir / "datasets" / manifest["fake_root"])
+        dataset = parse_dataset(config["constructor"].replace("{ROOT}", root))
+        with np.load(npz) as expected:
+            bad += [f"{name} {m}" for m in run_manifest_config(dataset, config, expected)]
+    return bad

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from data_fixtures import dataset_manifests, manifest_cases, run_manifest_config
+from data_fixtures import folder_mismatches, dataset_manifests, manifest_cases, run_manifest_config
 from dust3r_jax.data.mixture import parse_dataset
 from dust3r_jax.errors import ConfigError, InputError
 
@@ -29,12 +29,7 @@ def test_fixtures_discovered(reference_dir):
 
 
 def test_views_from_folder_equal_official(reference_dir):
-    bad = []
-    for name, manifest, npz, config in _cases(reference_dir):
-        root = str(reference_dir / "datasets" / manifest["fake_root"])
-        dataset = parse_dataset(config["constructor"].replace("{ROOT}", root))
-        with np.load(npz) as expected:
-            bad += [f"{name} {m}" for m in run_manifest_config(dataset, config, expected)]
+    bad = folder_mismatches(reference_dir, _cases(reference_dir))
     assert not bad, "\n".join(bad)
 
 

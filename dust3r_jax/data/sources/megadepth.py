@@ -18,13 +18,11 @@ import numpy as np
 
 from dust3r_jax.data.base import ViewDataset
 from dust3r_jax.data.files import read_npz
-from dust3r_jax.data.sources.rgbd_frames import (camera_arrays, check_depth, check_pose, read_image_and_depth,
-                                                 stats_repr)
+from dust3r_jax.data.sources.rgbd_frames import npz_camera_view, stats_repr
 from dust3r_jax.errors import ConfigError, InputError
 
 METADATA_FILE = "all_metadata.npz"
 VAL_SCENES = ("0015", "0022")  # scenes held out for validation by the official class
-_CAMERA_SHAPES = {"intrinsics": (3, 3), "cam2world": (4, 4)}
 
 
 def load_metadata(store, split, apply_split=False):
@@ -95,13 +93,7 @@ class MegaDepth(ViewDataset):
         for image_id in (im1_id, im2_id):
             name = str(self.images[image_id])
             (image_path, depth_path, camera_path), label = frame_paths(self.scenes[scene_id], name)
-            image, depth = read_image_and_depth(self.store, image_path, depth_path)
-            camera = camera_arrays(self.store, camera_path, _CAMERA_SHAPES)
-            pose = check_pose(self.store, camera_path, np.float32(camera["cam2world"]))
-            image, depth, intrinsics = self._crop_resize_if_necessary(
-                image, depth, np.float32(camera["intrinsics"]), resolution, rng)
-            views.append(dict(img=image, depthmap=check_depth(self.store, depth_path, depth), camera_pose=pose,
-                              camera_intrinsics=intrinsics, dataset=self.dataset_name, label=label, instance=name))
+            views.append(npz_camera_view(self, image_path, depth_path, camera_path, resolution, rng, label, name))
         return views
 
     def __repr__(self):

@@ -76,6 +76,23 @@ def check_depth(store, path, depthmap):
     return depthmap
 
 
+# an .npz camera file holding K and the cam2world pose (MegaDepth, Waymo)
+NPZ_CAMERA_SHAPES = {"intrinsics": (3, 3), "cam2world": (4, 4)}
+
+
+def npz_camera_view(dataset, image_path, depth_path, camera_path, resolution, rng, label, instance):
+    """One view dict from an image, an EXR depth and an .npz camera (`intrinsics`, `cam2world`),
+    cropped and resized by the dataset's official pipeline."""
+    store = dataset.store
+    image, depth = read_image_and_depth(store, image_path, depth_path)
+    camera = camera_arrays(store, camera_path, NPZ_CAMERA_SHAPES)
+    pose = check_pose(store, camera_path, np.float32(camera["cam2world"]))
+    image, depth, intrinsics = dataset._crop_resize_if_necessary(
+        image, depth, np.float32(camera["intrinsics"]), resolution, rng)
+    return dict(img=image, depthmap=check_depth(store, depth_path, depth), camera_pose=pose,
+                camera_intrinsics=intrinsics, dataset=dataset.dataset_name, label=label, instance=instance)
+
+
 def stats_repr(dataset, stats):
     """The official repr: `Name(<stats>,split=...,seed=...,resolutions=[WxH;...],transform=...)`."""
     return (f"{type(dataset).__name__}({stats},split={dataset.split!r},seed={dataset.seed},"

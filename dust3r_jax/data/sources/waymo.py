@@ -15,12 +15,10 @@ import numpy as np
 
 from dust3r_jax.data.base import ViewDataset
 from dust3r_jax.data.files import read_npz
-from dust3r_jax.data.sources.rgbd_frames import (camera_arrays, check_depth, check_pose, read_image_and_depth,
-                                                 stats_repr)
+from dust3r_jax.data.sources.rgbd_frames import npz_camera_view, stats_repr
 from dust3r_jax.errors import InputError
 
 PAIRS_FILE = "waymo_pairs.npz"
-_CAMERA_SHAPES = {"intrinsics": (3, 3), "cam2world": (4, 4)}
 
 
 def load_pairs(store):
@@ -73,13 +71,7 @@ class Waymo(ViewDataset):
         for frame_id in (frame1, frame2):
             frame = str(self.frames[frame_id])
             image_path, depth_path, camera_path = frame_paths(scene, frame)
-            image, depth = read_image_and_depth(self.store, image_path, depth_path)
-            camera = camera_arrays(self.store, camera_path, _CAMERA_SHAPES)
-            pose = check_pose(self.store, camera_path, np.float32(camera["cam2world"]))
-            image, depth, intrinsics = self._crop_resize_if_necessary(
-                image, depth, np.float32(camera["intrinsics"]), resolution, rng)
-            views.append(dict(img=image, depthmap=check_depth(self.store, depth_path, depth), camera_pose=pose,
-                              camera_intrinsics=intrinsics, dataset=self.dataset_name, label=scene, instance=frame))
+            views.append(npz_camera_view(self, image_path, depth_path, camera_path, resolution, rng, scene, frame))
         return views
 
     def __repr__(self):
