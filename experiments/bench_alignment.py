@@ -160,6 +160,8 @@ def main(argv=None):
         print("RESULT " + json.dumps(run_one(**cfg)), flush=True)
         return 0
 
+    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                   f"bench_alignment_{platform.node() or 'host'}.md")
     rows = []
     for size in args.sizes.split(","):
         H, W = _parse_size(size)
@@ -175,43 +177,51 @@ def main(argv=None):
                     continue
                 cfg = dict(n=n, size=size, graph=graph, niter=args.niter, edge_chunk=args.edge_chunk,
                            chunk_iters=args.chunk_iters)
-                try:
-                    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True,
-                                          text=True, timeout=args.timeout)
-                except subprocess.TimeoutExpired:
-                    print(f"N={n} {size} {graph}: timeout after {args.timeout}s", flush=True)
-                    rows.append({**cfg, "error": f"timeout {args.timeout}s"})
-                    continue
-                lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-                if proc.returncode or not lines:
-                    err = (proc.stderr.strip().splitlines() or ["?"])[-1]
-                    print(f"N={n} {size} {graph}: failed ({err})", flush=True)
-                    rows.append({**cfg, "error": err})
-                    continue
-                row = json.loads(lines[-1][len("RESULT "):])
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                rows.append(_run_child(cfg, args.timeout))
+                _write_table(rows, out)  # a run cut short keeps the rows it finished
 
-    header = ("| N | size | graph | pairs | device | init s | compile s | iters | iters s | ms/it | host peak GiB "
-              "| device peak GiB | final loss |")
+    print(_write_table(rows, out))
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_child(cfg, timeout):
+    """One configuration in its own process (its own peak memory); returns its row or an error row."""
+    try:
+        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(cfg)], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"N={cfg['n']} {cfg['size']} {cfg['graph']}: timeout after {timeout}s", flush=True)
+        return {**cfg, "error": f"timeout {timeout}s"}
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"N={cfg['n']} {cfg['size']} {cfg['graph']}: failed ({err})", flush=True)
+        return {**cfg, "error": err}
+    row = json.loads(lines[-1][len("RESULT "):])
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def _write_table(rows, out):
+    """Writes the Markdown table of `rows` to `out`; returns it."""
+    header = ("| N | size | graph | pairs | edge chunk | device | data s | init s | compile s | iters | iters s | ms/it "
+              "| host peak GiB | device peak GiB | final loss |")
     lines = [f"# bench_alignment ({platform.node()}, {os.cpu_count()} CPUs visible)", "",
-             f"command: `python {' '.join(sys.argv)}`", "", header, "|" + "---|" * 13]
+             f"command: `python {' '.join(sys.argv)}`", "", header, "|" + "---|" * 15]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | | | | | | | | | | {r['error']} |")
+            lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | | {r['edge_chunk']} | | | | | | | | | | "
+                         f"{r['error']} |")
             continue
-        lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | {r['pairs']} | {r['device']} | {r['init_s']} "
-                     f"| {r['compile_s']} | {r['niter']} | {r['iters_s']} | {r['ms_per_iter']} | {r['host_peak_gib']} "
-                     f"| {r['device_peak_gib']} | {r['final_loss']:.4g} |")
+        lines.append(f"| {r['n']} | {r['size']} | {r['graph']} | {r['pairs']} | {r['edge_chunk']} | {r['device']} "
+                     f"| {r['data_s']} | {r['init_s']} | {r['compile_s']} | {r['niter']} | {r['iters_s']} "
+                     f"| {r['ms_per_iter']} | {r['host_peak_gib']} | {r['device_peak_gib']} | {r['final_loss']:.4g} |")
     table = "\n".join(lines) + "\n"
-    print(table)
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
-                                   f"bench_alignment_{platform.node() or 'host'}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write(table)
-    print(f"wrote {out}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Inference speed of the full-size released architectures with random weights (no download).
 
 For each model x resolution x compute dtype x batch: jit-compile time, seconds per pair (median
-of --repeats timed runs after one warm-up), pairs/s, and peak host memory of the process. Each
+of --repeats timed runs after one warm-up), pairs/s, peak host memory of the process and, on
+GPU, the device's peak bytes in use. Each
 configuration runs in its own subprocess, so compile time and peak memory are its own.
 
     python experiments/bench_inference.py                      # the default table (CPU: slow!)
@@ -62,10 +63,12 @@ def measure(model_name, dtype, batch, repeats):
         jax.block_until_ready(compiled({"params": params}, *views))
         times.append(time.perf_counter() - start)
     per_pair = statistics.median(times) / batch
+    stats = jax.devices()[0].memory_stats() or {}
     return {
         "model": model_name, "image": f"{height}x{width}", "dtype": dtype, "batch": batch,
         "compile_s": compile_s, "s_per_pair": per_pair, "pairs_per_s": 1 / per_pair,
         "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_device_gib": stats.get("peak_bytes_in_use", 0) / 2**30 if stats else None,
         "device": str(jax.devices()[0].platform), "repeats": repeats,
     }
 
@@ -106,12 +109,13 @@ def main():
 def _format(rows, header=True):
     lines = []
     if header:
-        lines.append("| model | image | dtype | batch | device | compile s | s/pair | pairs/s | official s/pair (CPU, fp32, b1) | peak host GiB |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("| model | image | dtype | batch | device | compile s | s/pair | pairs/s | official s/pair (CPU, fp32, b1) | peak host GiB | peak device GiB |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['image']} | {r['dtype']} | {r['batch']} | {r['device']} | {r['compile_s']:.1f} | "
-            f"{r['s_per_pair']:.2f} | {r['pairs_per_s']:.2f} | {OFFICIAL_CPU_S_PER_PAIR[r['model']]} | {r['peak_host_gib']:.1f} |"
+            f"{r['s_per_pair']:.2f} | {r['pairs_per_s']:.2f} | {OFFICIAL_CPU_S_PER_PAIR[r['model']]} | {r['peak_host_gib']:.1f} | "
+            f"{'-' if r.get('peak_device_gib') is None else format(r['peak_device_gib'], '.1f')} |"
         )
     return "\n".join(lines) + "\n"
 
