@@ -199,32 +199,53 @@ class AsymmetricCroCo3DStereo(nn.Module):
         branch = jnp.where(n_portrait == 0, 0, jnp.where(n_portrait == is_portrait_image.shape[0], 1, 2))
         return nn.switch(branch, [landscape, portrait, mixed], self, tokens, is_portrait_image)
 
-    def __call__(self, view1, view2, symmetrized: bool = False):
-        """view1, view2: {'img': (B, H, W, 3), 'true_shape': (B, 2)}. `symmetrized` (static): the
-        batch is pairs (a, b), (b, a), (c, d), (d, c), ...: only even pairs are encoded."""
+    def _precision(self):
+        """float32 matmuls at the configured precision (no silent TF32 on GPU); half precision as is."""
         cfg = self.config
-        check_views(view1, view2, cfg)
-        img1, img2 = view1["img"], view2["img"]
-        shape1, shape2 = _true_shape(view1), _true_shape(view2)
-        batch = img1.shape[0]
-        if symmetrized and batch % 2:
-            raise InputError(f"symmetrized=True needs an even batch of (a, b), (b, a) pairs; got batch {batch}")
-        precision = cfg.matmul_precision if jnp.dtype(cfg.dtype) == jnp.float32 else None
-        with jax.default_matmul_precision(precision):
-            if symmetrized and batch > 1:
-                feat1, feat2, pos1, pos2 = self.encode_pair(img1[::2], img2[::2], shape1[::2], shape2[::2])
-                feat1, feat2 = _interleave(feat1, feat2)
-                pos1, pos2 = _interleave(pos1, pos2)
-            else:
-                feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
-            for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):
-                self.sow("intermediates", f"encoded.{name}", value)
+        return jax.default_matmul_precision(cfg.matmul_precision if jnp.dtype(cfg.dtype) == jnp.float32 else None)
+
+    def encode_views(self, view):
+        """Encoder alone, for callers that reuse an image's encoding across many pairs
+        (`dust3r_jax.inference` does). view: {'img': (B, H, W, 3), 'true_shape': (B, 2)}.
+        Returns (tokens (B, N, enc_embed_dim), positions (B, N, 2))."""
+        check_views(view, view, self.config)
+        with self._precision():
+            return self.encode(view["img"], _true_shape(view))
+
+    def predict_from_tokens(self, feat1, pos1, shape1, feat2, pos2, shape2, image_hw1, image_hw2):
+        """Decoders, heads and post-processing for encoded views (see `encode_views`).
+
+        feat*: (B, N*, enc_embed_dim) encoder tokens; pos*: (B, N*, 2); shape*: (B, 2) true shapes;
+        image_hw*: static (H, W) of each side's image array. Returns (pred1, pred2) as `__call__`.
+        """
+        cfg = self.config
+        with self._precision():
             dec1, dec2 = self.decode(feat1, pos1, feat2, pos2)
-            raw1 = self.run_head("downstream_head1", dec1, shape1, img1.shape[1:3])
-            raw2 = self.run_head("downstream_head2", dec2, shape2, img2.shape[1:3])
+            raw1 = self.run_head("downstream_head1", dec1, shape1, tuple(image_hw1))
+            raw2 = self.run_head("downstream_head2", dec2, shape2, tuple(image_hw2))
         self.sow("intermediates", "head1.raw", raw1)
         self.sow("intermediates", "head2.raw", raw2)
         pred1 = postprocess(raw1, cfg.depth_mode, cfg.conf_mode)
         pred2 = postprocess(raw2, cfg.depth_mode, cfg.conf_mode)
         pred2["pts3d_in_other_view"] = pred2.pop("pts3d")
         return pred1, pred2
+
+    def __call__(self, view1, view2, symmetrized: bool = False):
+        """view1, view2: {'img': (B, H, W, 3), 'true_shape': (B, 2)}. `symmetrized` (static): the
+        batch is pairs (a, b), (b, a), (c, d), (d, c), ...: only even pairs are encoded."""
+        check_views(view1, view2, self.config)
+        img1, img2 = view1["img"], view2["img"]
+        shape1, shape2 = _true_shape(view1), _true_shape(view2)
+        batch = img1.shape[0]
+        if symmetrized and batch % 2:
+            raise InputError(f"symmetrized=True needs an even batch of (a, b), (b, a) pairs; got batch {batch}")
+        with self._precision():
+            if symmetrized and batch > 1:
+                feat1, feat2, pos1, pos2 = self.encode_pair(img1[::2], img2[::2], shape1[::2], shape2[::2])
+                feat1, feat2 = _interleave(feat1, feat2)
+                pos1, pos2 = _interleave(pos1, pos2)
+            else:
+                feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
+        for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):
+            self.sow("intermediates", f"encoded.{name}", value)
+        return self.predict_from_tokens(feat1, pos1, shape1, feat2, pos2, shape2, img1.shape[1:3], img2.shape[1:3])

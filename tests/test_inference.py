@@ -173,3 +173,45 @@ def _check_forward_cases(reference_dir, loading, want_case, rel):
             assert_close(got, arrays[f"{pred}_{key}"], rel=rel, name=f"{name} {pred}.{key}")
         checked += 1
     assert checked, "no forward case found"
+
+
+@pytest.fixture(scope="module")
+def tiny_real_model():
+    from dust3r_jax.loading import init_params
+    from dust3r_jax.model import AsymmetricCroCo3DStereo
+    from dust3r_jax.model_config import model_config
+
+    model = AsymmetricCroCo3DStereo(model_config(enc_embed_dim=32, enc_depth=2, enc_num_heads=2, dec_embed_dim=32,
+                                                 dec_depth=2, dec_num_heads=2, head_type="linear"))
+    return model, init_params(model, jax.random.key(0))
+
+
+def test_shared_encodings_equal_whole_pair_runs(tiny_real_model):
+    """Each image encoded once for all its pairs gives what whole-pair runs give, mixed sizes included."""
+    from dust3r_jax.inference import encode_images
+
+    model, params = tiny_real_model
+    images = _images([(32, 48)] * 3 + [(48, 32)], seed=2)
+    pairs = make_pairs(images, "complete", symmetrize=True)
+    assert len(encode_images(pairs, model, params)) == len(images)  # not one per pair
+    shared = inference(pairs, model, params, batch_size=4, verbose=False)
+    whole = inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=False)
+    expected = _one_by_one(pairs, model, params)
+    for e, (p1, p2) in enumerate(expected):
+        for out in (shared, whole):
+            assert_close(out["pred1"]["pts3d"][e], p1["pts3d"][0], name=f"pred1 pts3d {e}")
+            assert_close(out["pred1"]["conf"][e], p1["conf"][0], name=f"pred1 conf {e}")
+            assert_close(out["pred2"]["pts3d_in_other_view"][e], p2["pts3d_in_other_view"][0], name=f"pred2 {e}")
+
+
+def test_shared_encodings_tell_images_apart_by_array_not_label(tiny_real_model):
+    """Two different images that carry the same instance label are not mixed up."""
+    model, params = tiny_real_model
+    a, b, c = _images([(32, 48)] * 3, seed=3)
+    c = dict(c, idx=1, instance="1")  # c is labelled like b
+    pairs = [(a, b), (a, c)]
+    output = inference(pairs, model, params, batch_size=2, verbose=False)
+    expected = _one_by_one(pairs, model, params)
+    for e, (p1, p2) in enumerate(expected):
+        assert_close(output["pred2"]["pts3d_in_other_view"][e], p2["pts3d_in_other_view"][0], name=f"pair {e}")
+    assert not np.allclose(output["pred2"]["pts3d_in_other_view"][0], output["pred2"]["pts3d_in_other_view"][1])
