@@ -121,6 +121,41 @@ def focal_study(seeds, n_views, size, niter, reference=None):
     return "\n".join(lines) + "\n"
 
 
+def fixture_comparison(reference, niter, repeats=3):
+    """Our global_align against the official wall times on the same inputs (the GA fixtures, timed
+    by the fixture generator on this project's CPU): first call (compilation included) and the
+    median of `repeats` later calls (compiled programs reused, as for every scene of one shape)."""
+    import statistics
+    from pathlib import Path
+
+    import numpy as np
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from dust3r_jax.alignment import global_align
+    from tests.test_alignment_cases import ga_cases, load_case
+
+    lines = ["| case | images | pairs | official s (1 thread) | official s (2 threads, 3 runs) | ours, first call s "
+             "| ours, later calls s | speed-up (later vs official 1 thread) | loss ours / official |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in ga_cases(Path(reference)):
+        data, output, spec = load_case(Path(reference), name)
+        start = time.perf_counter()
+        scene = global_align(output, niter=niter)
+        first = time.perf_counter() - start
+        later = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            scene = global_align(output, niter=niter)
+            later.append(time.perf_counter() - start)
+        ours = statistics.median(later)
+        official = spec["wall_time_s_init_plus_300_iters"]
+        two = ", ".join(f"{t:.2f}" for t in spec.get("wall_time_s_init_plus_300_iters_2threads", []))
+        lines.append(f"| {name} | {spec['n_views']} | {spec['n_edges']} | {official:.2f} | {two} | {first:.2f} "
+                     f"| {ours:.3f} | {official / ours:.1f}x | {float(scene.loss) / float(np.asarray(data['final__loss'])):.4f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", default="4,8,16,32", help="image counts, comma separated")
@@ -138,6 +173,9 @@ def main(argv=None):
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child mode: JSON config
     parser.add_argument("--focal-study", action="store_true",
                         help="compare the official stale-focal MST init with the corrected one instead")
+    parser.add_argument("--fixtures", default=None, metavar="REFERENCE_DIR",
+                        help="time global_align on the official GA fixtures' inputs, beside the official "
+                             "wall times stored with them (same CPU)")
     parser.add_argument("--seeds", default="0,1,2,3", help="--focal-study: synthetic scene seeds")
     parser.add_argument("--reference", default=None, help="--focal-study: fixture folder (adds the GA fixtures)")
     args = parser.parse_args(argv)
@@ -153,6 +191,15 @@ def main(argv=None):
             f.write(f"command: `python {' '.join(sys.argv)}`\n\n" + table)
         print(table)
         print(f"wrote {out}")
+        return 0
+
+    if args.fixtures:
+        table = fixture_comparison(args.fixtures, args.niter)
+        out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                                       "bench_alignment_vs_official_fixtures.md")
+        with open(out, "w") as f:
+            f.write(f"command: `python {' '.join(sys.argv)}`\n\n" + table)
+        print(table)
         return 0
 
     if args.one:
