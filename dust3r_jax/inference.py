@@ -107,19 +107,6 @@ def _model_key(model):
     return id(model)
 
 
-def _forward_fn(model, symmetrized: bool) -> Callable:
-    """jax.jit of model.apply, one per (model architecture, symmetrized); jit caches one program per shape."""
-    key = (_model_key(model), symmetrized)
-    entry = _COMPILED.get(key)
-    if entry is None or (isinstance(key[0], int) and entry[0] is not model):
-        def forward(params, view1, view2):
-            return model.apply({"params": params}, view1, view2, symmetrized=symmetrized)
-
-        entry = (model, jax.jit(forward))
-        _COMPILED[key] = entry
-    return entry[1]
-
-
 def _stack_views(pairs: list, positions: list[int], side: int) -> dict:
     """The model input of one side (0: view1, 1: view2) for the given pairs: img (B, H, W, 3), true_shape (B, 2)."""
     views = [pairs[p][side] for p in positions]
@@ -138,7 +125,8 @@ def _pad(positions: list[int], symmetrized: bool, batch_size: int) -> list[int]:
 
 
 def _method_fn(model, method: str, *static) -> Callable:
-    """jax.jit of `model.apply(..., method=method)`, one per (architecture, method, static args)."""
+    """jax.jit of `model.apply(..., method=method)`, one per (architecture, method, static args);
+    jit then caches one program per input shape."""
     key = (_model_key(model), method, *static)
     entry = _COMPILED.get(key)
     if entry is None or (isinstance(key[0], int) and entry[0] is not model):
@@ -219,7 +207,7 @@ def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
             view1, view2 = _stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)
             if device is not None:
                 view1, view2 = jax.device_put((view1, view2), device)
-            _store(results, positions, *_forward_fn(model, symmetrized)(params, view1, view2))
+            _store(results, positions, *_method_fn(model, "__call__", symmetrized)(params, view1, view2))
             progress.update(len(positions))
     progress.close()
     return results
