@@ -81,3 +81,35 @@ def test_lr_schedule_is_the_official_formula():
     assert lrs[150] == pytest.approx(1e-6 + (0.01 - 1e-6) / 2)
     lin = lr_schedule(4, 0.01, 0.0, "linear")
     np.testing.assert_allclose(lin, [0.01, 0.0075, 0.005, 0.0025])
+
+
+def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
+    """On CPU, large layouts compile the alignment with XLA:CPU's YNNPACK fusions off (faster
+    there): results must equal a plain `jax.jit`, and an XLA that does not know the option must
+    still run (plain compilation)."""
+    problem = _problem(n_views=4)
+    loss = lambda p, d, layout: objective.loss(p, objective.prepare(layout, d), layout)
+    expected_loss = jax.jit(loss, static_argnums=2)(problem.params, problem.data, problem.layout)
+    expected_grad = jax.jit(jax.grad(loss), static_argnums=2)(problem.params, problem.data, problem.layout)
+    if jax.default_backend() == "cpu":
+        assert optimize._cpu_options_supported(), "jaxlib no longer knows the option: update or drop it"
+    assert optimize._row_pixels(problem.layout) == 3 * 12 * 16  # 3 pairs per image and side, 12x16 pixels
+
+    def check():
+        loss_fn = optimize._alignment_jit(loss, 2, static_argnums=2)
+        grad_fn = optimize._alignment_jit(jax.grad(loss), 2, static_argnums=2)
+        np.testing.assert_allclose(loss_fn(problem.params, problem.data, problem.layout), expected_loss, rtol=1e-6)
+        got = grad_fn(problem.params, problem.data, problem.layout)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected_grad)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+    monkeypatch.setattr(optimize, "_CPU_OPTIONS_MIN_ROW_PIXELS", 0)  # this small layout takes the tuned path
+    check()
+    # an option this XLA refuses: the probe says so and the plain compilation is used
+    monkeypatch.setattr(optimize, "_CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_for_this_test": True})
+    optimize._cpu_options_supported.cache_clear()
+    try:
+        assert not optimize._cpu_options_supported()
+        check()
+    finally:
+        optimize._cpu_options_supported.cache_clear()
