@@ -114,7 +114,7 @@ def _format(rows, header=True):
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['image']} | {r['dtype']} | {r['batch']} | {r['device']} | {r['compile_s']:.1f} | "
-            f"{r['s_per_pair']:.2f} | {r['pairs_per_s']:.2f} | {OFFICIAL_CPU_S_PER_PAIR[r['model']]} | {r['peak_host_gib']:.1f} | "
+            f"{r['s_per_pair']:.3g} | {r['pairs_per_s']:.1f} | {OFFICIAL_CPU_S_PER_PAIR[r['model']]} | {r['peak_host_gib']:.1f} | "
             f"{'-' if r.get('peak_device_gib') is None else format(r['peak_device_gib'], '.1f')} |"
         )
     return "\n".join(lines) + "\n"
