@@ -3,7 +3,9 @@
 For each model x resolution x compute dtype x batch: jit-compile time, seconds per pair (median
 of --repeats timed runs after one warm-up), pairs/s, peak host memory of the process and, on
 GPU, the device's peak bytes in use. Each
-configuration runs in its own subprocess, so compile time and peak memory are its own.
+configuration runs in its own subprocess, so compile time and peak memory are its own. The
+forward is `jax.jit(model.apply)` with the compiler options `dust3r_jax.inference` uses for the
+image size (on CPU from 512 tokens per image: YNNPACK fusions off; `--plain-jit` leaves them out).
 
     python experiments/bench_inference.py                      # the default table (CPU: slow!)
     python experiments/bench_inference.py --models 224_linear --dtypes float32 --batches 1
@@ -31,7 +33,7 @@ MODELS = {  # name -> (config file, image (H, W))
 OFFICIAL_CPU_S_PER_PAIR = {"224_linear": 2.5, "512_linear": 13.5, "512_dpt": 14.6}
 
 
-def measure(model_name, dtype, batch, repeats):
+def measure(model_name, dtype, batch, repeats, plain_jit=False):
     """Runs in the child process; returns a dict of figures."""
     import jax
     import jax.numpy as jnp
@@ -52,7 +54,10 @@ def measure(model_name, dtype, batch, repeats):
          "true_shape": jnp.tile(jnp.array([[height, width]], jnp.int32), (batch, 1))}
         for _ in range(2)
     ]
-    apply = jax.jit(model.apply)
+    # the compiler options `dust3r_jax.inference` uses for this image size ({} off CPU and at 224)
+    from dust3r_jax.inference import forward_compiler_options
+    options = {} if plain_jit else forward_compiler_options(model, (height, width))
+    apply = jax.jit(model.apply, compiler_options=options or None)
     start = time.perf_counter()
     compiled = apply.lower({"params": params}, *views).compile()
     compile_s = time.perf_counter() - start
@@ -69,7 +74,7 @@ def measure(model_name, dtype, batch, repeats):
         "compile_s": compile_s, "s_per_pair": per_pair, "pairs_per_s": 1 / per_pair,
         "peak_host_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "peak_device_gib": stats.get("peak_bytes_in_use", 0) / 2**30 if stats else None,
-        "device": str(jax.devices()[0].platform), "repeats": repeats,
+        "device": str(jax.devices()[0].platform) + (" (YNNPACK fusions off)" if options else ""), "repeats": repeats,
     }
 
 
@@ -80,18 +85,21 @@ def main():
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(REPO / "experiments" / "results" / "bench_inference.md"))
+    parser.add_argument("--plain-jit", action="store_true",
+                        help="jax.jit(model.apply) without the compiler options dust3r_jax.inference picks")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         model_name, dtype, batch = args.child.split(":")
-        print(json.dumps(measure(model_name, dtype, int(batch), args.repeats)))
+        print(json.dumps(measure(model_name, dtype, int(batch), args.repeats, args.plain_jit)))
         return
     rows = []
     for model_name in args.models.split(","):
         for dtype in args.dtypes.split(","):
             for batch in map(int, args.batches.split(",")):
                 child = subprocess.run(
-                    [sys.executable, __file__, "--child", f"{model_name}:{dtype}:{batch}", "--repeats", str(args.repeats)],
+                    [sys.executable, __file__, "--child", f"{model_name}:{dtype}:{batch}", "--repeats", str(args.repeats)]
+                    + (["--plain-jit"] if args.plain_jit else []),
                     capture_output=True, text=True, env=dict(os.environ),
                 )
                 if child.returncode:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dust3r_jax.alignment import align_arrays, build_problem, lr_schedule, objective, optimize, read_pairs
+from dust3r_jax import xla_cpu
 from dust3r_jax.alignment import synthetic
 
 
@@ -92,7 +93,7 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     expected_loss = jax.jit(loss, static_argnums=2)(problem.params, problem.data, problem.layout)
     expected_grad = jax.jit(jax.grad(loss), static_argnums=2)(problem.params, problem.data, problem.layout)
     if jax.default_backend() == "cpu":
-        assert optimize._cpu_options_supported(), "jaxlib no longer knows the option: update or drop it"
+        assert xla_cpu._supported(), "jaxlib no longer knows the option: update or drop it"
     assert optimize._row_pixels(problem.layout) == 3 * 12 * 16  # 3 pairs per image and side, 12x16 pixels
 
     def check():
@@ -106,10 +107,11 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     monkeypatch.setattr(optimize, "_CPU_OPTIONS_MIN_ROW_PIXELS", 0)  # this small layout takes the tuned path
     check()
     # an option this XLA refuses: the probe says so and the plain compilation is used
-    monkeypatch.setattr(optimize, "_CPU_COMPILER_OPTIONS", {"xla_cpu_no_such_option_for_this_test": True})
-    optimize._cpu_options_supported.cache_clear()
+    monkeypatch.setattr(xla_cpu, "_YNN_OFF", {"xla_cpu_no_such_option_for_this_test": True})
+    xla_cpu._supported.cache_clear()
     try:
-        assert not optimize._cpu_options_supported()
+        assert not xla_cpu._supported()
+        assert xla_cpu.ynn_off_options() == {}
         check()
     finally:
-        optimize._cpu_options_supported.cache_clear()
+        xla_cpu._supported.cache_clear()

@@ -215,3 +215,42 @@ def test_shared_encodings_tell_images_apart_by_array_not_label(tiny_real_model):
     for e, (p1, p2) in enumerate(expected):
         assert_close(output["pred2"]["pts3d_in_other_view"][e], p2["pts3d_in_other_view"][0], name=f"pair {e}")
     assert not np.allclose(output["pred2"]["pts3d_in_other_view"][0], output["pred2"]["pts3d_in_other_view"][1])
+
+
+def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypatch):
+    """From 512 tokens per image (512x384, not 224) the CPU forward compiles with YNNPACK fusions
+    off (faster there); results must equal the default compilation, on both inference paths."""
+    import dust3r_jax.inference as inference_module
+    from dust3r_jax import xla_cpu
+
+    model, params = tiny_real_model
+    full = model.clone(config=model.config)  # same architecture: options decided from its patch size
+    assert inference_module.forward_compiler_options(full, (224, 224)) == {}
+    assert inference_module.forward_compiler_options(full, (384, 512), backend="gpu") == {}
+    if jax.default_backend() == "cpu":
+        assert xla_cpu._supported(), "jaxlib no longer knows the option: update or drop it"
+        assert inference_module.forward_compiler_options(full, (384, 512)) == xla_cpu._YNN_OFF
+    images = _images([(32, 48)] * 3, seed=4)
+    pairs = make_pairs(images, "complete", symmetrize=True)
+    expected = {reuse: inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=reuse)
+                for reuse in (True, False)}
+    inference_module._COMPILED.clear()
+    monkeypatch.setattr(inference_module, "_YNN_OFF_MIN_TOKENS", 0)  # these tiny images take the tuned path
+    used = []
+    real = xla_cpu.jit_choosing_options
+
+    def spy(fn, wants, **kw):
+        return real(fn, lambda *a: used.append(wants(*a)) or used[-1], **kw)
+
+    monkeypatch.setattr(xla_cpu, "jit_choosing_options", spy)
+    try:
+        for reuse in (True, False):
+            got = inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=reuse)
+            # different dot kernels sum in another order: float32 rounding, ~1e-6 of the largest value
+            for key in ("pts3d", "conf"):
+                assert_close(got["pred1"][key], expected[reuse]["pred1"][key], rel=1e-5, name=f"pred1 {key}")
+            assert_close(got["pred2"]["pts3d_in_other_view"], expected[reuse]["pred2"]["pts3d_in_other_view"],
+                         rel=1e-5, name="pred2 pts3d")
+    finally:
+        inference_module._COMPILED.clear()
+    assert used and all(used)

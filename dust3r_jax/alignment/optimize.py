@@ -8,7 +8,6 @@ over chunks of iterations, with a tqdm progress bar updated by the host between 
 Adam is optax's `scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)` (the official betas); the learning rate
 of iteration t is set before its step from the official schedule (`lr_schedule`).
 """
-import functools
 import math
 
 import jax
@@ -16,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dust3r_jax import xla_cpu
 from dust3r_jax.alignment import objective
 
 
@@ -62,26 +62,10 @@ def align_arrays(data, params, layout, lrs, trainable):
     return params, losses
 
 
-# XLA:CPU hands some fusions to YNNPACK by default. For the alignment loss (elementwise chains
-# over every pixel of every pair, ending in reductions) that is faster while an image's pairs on
-# one side hold few pixels, and much slower past that: measured on the project's 2-core CPU
-# (ms per iteration, default / YNNPACK fusions off), 6 images at 224 36 / 51, 8 at 144x192 35 / 44,
-# 2 at 512x384 16 / 21, but 7 at 224 89 / 64, 8 at 224 121 / 80, 3 at 512x384 90 / 49. The
-# measured cases split at one number, (pairs of an image on one side) x (its pixels): below 2^18
-# the default wins, above it the option. It is set per compilation, so nothing else in the
-# process is affected, and only on the CPU backend.
-_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# Large layouts compile with XLA:CPU's YNNPACK fusions off (see `dust3r_jax.xla_cpu` for the
+# measurements): the measured cases split at one number, (pairs of an image on one side) x (its
+# pixels): below 2^18 the default wins, above it the option.
 _CPU_OPTIONS_MIN_ROW_PIXELS = 2 ** 18
-
-
-@functools.cache
-def _cpu_options_supported():
-    """Whether this jaxlib knows the option (it is experimental: a later XLA may rename it)."""
-    try:
-        jax.jit(lambda x: x + 1, compiler_options=_CPU_COMPILER_OPTIONS).lower(1.0).compile()
-        return True
-    except Exception:  # noqa: BLE001 - any refusal means: compile without it
-        return False
 
 
 def _row_pixels(layout):
@@ -91,21 +75,10 @@ def _row_pixels(layout):
 
 
 def _alignment_jit(fn, layout_argnum, **jit_kwargs):
-    """`jax.jit(fn, **jit_kwargs)`, compiled with `_CPU_COMPILER_OPTIONS` when the default backend
-    is the CPU and the layout (argument `layout_argnum`, static) is large enough for them to pay.
-    The backend is looked up at the first call, not at import (which must not start a backend)."""
-    plain = jax.jit(fn, **jit_kwargs)
-
-    @functools.cache
-    def tuned():
-        return jax.jit(fn, compiler_options=_CPU_COMPILER_OPTIONS, **jit_kwargs)
-
-    @functools.wraps(fn)
-    def call(*args):
-        use = (jax.default_backend() == "cpu" and _row_pixels(args[layout_argnum]) >= _CPU_OPTIONS_MIN_ROW_PIXELS
-               and _cpu_options_supported())
-        return (tuned() if use else plain)(*args)
-    return call
+    """`jax.jit(fn, **jit_kwargs)`, compiled with YNNPACK fusions off on the CPU backend when the
+    layout (argument `layout_argnum`, static) is large enough for that to pay."""
+    return xla_cpu.jit_choosing_options(
+        fn, lambda *args: _row_pixels(args[layout_argnum]) >= _CPU_OPTIONS_MIN_ROW_PIXELS, **jit_kwargs)
 
 
 _prepare_jit = _alignment_jit(objective.prepare, 0, static_argnums=0)

@@ -70,26 +70,33 @@ class PatchConvTranspose(nn.Module):
         return y.reshape(batch, rows * k, cols * k, self.features) + bias.astype(self.dtype)
 
 
-def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) linear-interpolation weights with align_corners=True, float32 as torch."""
+def _align_corners_taps(n_in: int, n_out: int):
+    """Linear interpolation with align_corners=True from n_in to n_out samples, as torch computes it
+    in float32: output k reads inputs lo[k] and hi[k] with weights 1 - frac[k] and frac[k]."""
     scale = np.float32((n_in - 1) / (n_out - 1)) if n_out > 1 else np.float32(0)
     src = scale * np.arange(n_out, dtype=np.float32)
-    lo = np.floor(src).astype(np.int64)
+    lo = np.floor(src).astype(np.int32)
     hi = np.minimum(lo + 1, n_in - 1)
     frac = (src - lo.astype(np.float32)).astype(np.float32)
-    weights = np.zeros((n_out, n_in), np.float32)
-    np.add.at(weights, (np.arange(n_out), lo), 1 - frac)
-    np.add.at(weights, (np.arange(n_out), hi), frac)
-    return weights
+    return lo, hi, frac
+
+
+def _lerp2x(x, axis):
+    """Doubles `axis` of x by linear interpolation (align_corners=True)."""
+    lo, hi, frac = _align_corners_taps(x.shape[axis], 2 * x.shape[axis])
+    shape = [1] * x.ndim
+    shape[axis] = frac.size
+    frac = jnp.asarray(frac.reshape(shape), x.dtype)
+    return jnp.take(x, lo, axis=axis) * (1 - frac) + jnp.take(x, hi, axis=axis) * frac
 
 
 def upsample2x_bilinear(x):
-    """x: (B, h, w, C) -> (B, 2h, 2w, C), bilinear with align_corners=True (as a pair of matmuls)."""
-    _, rows, cols, _ = x.shape
-    along_rows = jnp.asarray(_align_corners_matrix(rows, 2 * rows), x.dtype)
-    along_cols = jnp.asarray(_align_corners_matrix(cols, 2 * cols), x.dtype)
-    x = jnp.einsum("Hh,bhwc->bHwc", along_rows, x)
-    return jnp.einsum("Ww,bhwc->bhWc", along_cols, x)
+    """x: (B, h, w, C) -> (B, 2h, 2w, C), bilinear with align_corners=True.
+
+    Two gathers and a weighted sum per axis: memory-bound, where the equivalent dense
+    interpolation matmuls cost ~23 GFLOP per head at 512x384 (on a 2-core CPU 0.34 s against
+    0.05 s for the full-resolution upsample)."""
+    return _lerp2x(_lerp2x(x, 2), 1)
 
 
 class ResidualConvUnit(nn.Module):
