@@ -282,7 +282,10 @@ def ours_child(model_name, repeats, breakdown):
         "load_start": os.getloadavg()[0],
     }
     start = time.perf_counter()
-    compiled = jax.jit(model.apply).lower({"params": params}, *views).compile()
+    # the compiler options dust3r_jax.inference uses for this image size (CPU, >= 512 tokens: YNNPACK off)
+    from dust3r_jax.inference import forward_compiler_options
+    options = forward_compiler_options(model, (height, width))
+    compiled = jax.jit(model.apply, compiler_options=options or None).lower({"params": params}, *views).compile()
     info["compile_s"] = time.perf_counter() - start
     info["s_per_pair"], info["times"], _ = _timed(lambda: compiled({"params": params}, *views), repeats, jax.block_until_ready)
     if breakdown:
