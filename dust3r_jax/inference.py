@@ -131,9 +131,11 @@ def _pad(positions: list[int], symmetrized: bool, batch_size: int) -> list[int]:
 _YNN_OFF_MIN_TOKENS = 512
 
 
-def _tokens(model, image_hw) -> int:
+def _wants_ynn_off(model, image_hw) -> bool:
+    """Whether images of `image_hw` have enough tokens for the option (models without a patch
+    size, such as test stand-ins, never do)."""
     patch = getattr(getattr(model, "config", None), "patch_size", None)
-    return (int(image_hw[0]) // patch) * (int(image_hw[1]) // patch) if patch else 0
+    return bool(patch) and (int(image_hw[0]) // patch) * (int(image_hw[1]) // patch) >= _YNN_OFF_MIN_TOKENS
 
 
 def forward_compiler_options(model, image_hw, backend: str | None = None) -> dict:
@@ -142,7 +144,7 @@ def forward_compiler_options(model, image_hw, backend: str | None = None) -> dic
     which is 5-15% faster there; otherwise {}. `inference` uses them; a caller who jits
     `model.apply` itself can too: `jax.jit(model.apply, compiler_options=forward_compiler_options(model, (384, 512)))`.
     """
-    return xla_cpu.ynn_off_options(backend) if _tokens(model, image_hw) >= _YNN_OFF_MIN_TOKENS else {}
+    return xla_cpu.ynn_off_options(backend) if _wants_ynn_off(model, image_hw) else {}
 
 
 def _largest_image(method: str, static: tuple, args: tuple) -> tuple[int, int]:
@@ -164,7 +166,7 @@ def _method_fn(model, method: str, *static) -> Callable:
             return model.apply({"params": params}, *args, *static, method=method)
 
         def wants_ynn_off(params, *args):
-            return _tokens(model, _largest_image(method, static, args)) >= _YNN_OFF_MIN_TOKENS
+            return _wants_ynn_off(model, _largest_image(method, static, args))
 
         entry = (model, xla_cpu.jit_choosing_options(call, wants_ynn_off))
         _COMPILED[key] = entry

@@ -51,6 +51,5 @@ def jit_choosing_options(fn, wants_ynn_off, **jit_kwargs):
 
     @functools.wraps(fn)
     def call(*args):
-        use = jax.default_backend() == "cpu" and wants_ynn_off(*args) and _supported()
-        return (tuned() if use else plain)(*args)
+        return (tuned() if wants_ynn_off(*args) and ynn_off_options() else plain)(*args)
     return call

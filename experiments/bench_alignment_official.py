@@ -50,16 +50,11 @@ import sys
 import tempfile
 import time
 
+from bench_alignment import _parse_size  # noqa: E402  (this folder; standard-library imports only)
+
 NITER, LR, SCHEDULE = 300, 0.01, "cosine"
 KEYS = ("view1_idx", "view2_idx", "view1_true_shape", "view2_true_shape", "pred1_pts3d", "pred1_conf",
         "pred2_pts3d_in_other_view", "pred2_conf")
-
-
-def _parse_size(text):
-    if "x" in text:
-        w, h = text.split("x")  # WxH, as the DUSt3R docs write 512x384
-        return int(h), int(w)
-    return int(text), int(text)
 
 
 def _peak_rss_gib():

@@ -33,8 +33,9 @@ MODELS = {  # name -> (config file, image (H, W))
 OFFICIAL_CPU_S_PER_PAIR = {"224_linear": 2.5, "512_linear": 13.5, "512_dpt": 14.6}
 
 
-def measure(model_name, dtype, batch, repeats, plain_jit=False):
-    """Runs in the child process; returns a dict of figures."""
+def random_model(model_name, dtype, batch):
+    """A released architecture with random weights and two random views of its image size:
+    (model, params, (view1, view2), (H, W))."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -47,17 +48,32 @@ def measure(model_name, dtype, batch, repeats, plain_jit=False):
     config_file, (height, width) = MODELS[model_name]
     config = load_config(REPO / "configs" / f"{config_file}.py").model
     model = AsymmetricCroCo3DStereo(model_config(**{**config.to_dict(), "dtype": dtype}))
-    params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
+    params = jax.block_until_ready(jax.jit(lambda key: init_params(model, key))(jax.random.key(0)))
     rng = np.random.default_rng(0)
-    views = [
+    views = tuple(
         {"img": jnp.asarray(rng.uniform(-1, 1, (batch, height, width, 3)), jnp.float32),
          "true_shape": jnp.tile(jnp.array([[height, width]], jnp.int32), (batch, 1))}
         for _ in range(2)
-    ]
-    # the compiler options `dust3r_jax.inference` uses for this image size ({} off CPU and at 224)
+    )
+    return model, params, views, (height, width)
+
+
+def jit_forward(model, image_hw, plain_jit=False):
+    """`jax.jit(model.apply)` with the compiler options `dust3r_jax.inference` uses for this image
+    size ({} off CPU and at 224), or none with `plain_jit`."""
+    import jax
+
     from dust3r_jax.inference import forward_compiler_options
-    options = {} if plain_jit else forward_compiler_options(model, (height, width))
-    apply = jax.jit(model.apply, compiler_options=options or None)
+    options = {} if plain_jit else forward_compiler_options(model, image_hw)
+    return jax.jit(model.apply, compiler_options=options or None), options
+
+
+def measure(model_name, dtype, batch, repeats, plain_jit=False):
+    """Runs in the child process; returns a dict of figures."""
+    import jax
+
+    model, params, views, (height, width) = random_model(model_name, dtype, batch)
+    apply, options = jit_forward(model, (height, width), plain_jit)
     start = time.perf_counter()
     compiled = apply.lower({"params": params}, *views).compile()
     compile_s = time.perf_counter() - start

@@ -255,26 +255,12 @@ def _official_conv_micro(height, width, repeats, torch, F):
 # ------------------------------------------------------------------------------------------------
 def ours_child(model_name, repeats, breakdown):
     import jax
-    import jax.numpy as jnp
-    import numpy as np
 
-    sys.path.insert(0, str(REPO))
-    from dust3r_jax.loading import init_params
-    from dust3r_jax.model import AsymmetricCroCo3DStereo, model_config
-    from dust3r_jax.train.config_overrides import load_config
+    from bench_inference import jit_forward, random_model
 
-    config_file, (height, width), _ = MODELS[model_name]
-    config = load_config(REPO / "configs" / f"{config_file}.py").model
-    model = AsymmetricCroCo3DStereo(model_config(**{**config.to_dict(), "dtype": "float32"}))
     start = time.perf_counter()
-    params = jax.block_until_ready(jax.jit(lambda key: init_params(model, key))(jax.random.key(0)))
+    model, params, views, (height, width) = random_model(model_name, "float32", 1)
     build_s = time.perf_counter() - start
-    rng = np.random.default_rng(0)
-    views = [
-        {"img": jnp.asarray(rng.uniform(-1, 1, (1, height, width, 3)), jnp.float32),
-         "true_shape": jnp.array([[height, width]], jnp.int32)}
-        for _ in range(2)
-    ]
     info = {
         "side": "ours", "model": model_name, "image": f"{height}x{width}", "build_s": build_s,
         "jax": jax.__version__, "device": str(jax.devices()[0].platform),
@@ -282,10 +268,7 @@ def ours_child(model_name, repeats, breakdown):
         "load_start": os.getloadavg()[0],
     }
     start = time.perf_counter()
-    # the compiler options dust3r_jax.inference uses for this image size (CPU, >= 512 tokens: YNNPACK off)
-    from dust3r_jax.inference import forward_compiler_options
-    options = forward_compiler_options(model, (height, width))
-    compiled = jax.jit(model.apply, compiler_options=options or None).lower({"params": params}, *views).compile()
+    compiled = jit_forward(model, (height, width))[0].lower({"params": params}, *views).compile()
     info["compile_s"] = time.perf_counter() - start
     info["s_per_pair"], info["times"], _ = _timed(lambda: compiled({"params": params}, *views), repeats, jax.block_until_ready)
     if breakdown:

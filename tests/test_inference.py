@@ -224,12 +224,11 @@ def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypa
     from dust3r_jax import xla_cpu
 
     model, params = tiny_real_model
-    full = model.clone(config=model.config)  # same architecture: options decided from its patch size
-    assert inference_module.forward_compiler_options(full, (224, 224)) == {}
-    assert inference_module.forward_compiler_options(full, (384, 512), backend="gpu") == {}
+    assert inference_module.forward_compiler_options(model, (224, 224)) == {}
+    assert inference_module.forward_compiler_options(model, (384, 512), backend="gpu") == {}
     if jax.default_backend() == "cpu":
         assert xla_cpu._supported(), "jaxlib no longer knows the option: update or drop it"
-        assert inference_module.forward_compiler_options(full, (384, 512)) == xla_cpu._YNN_OFF
+        assert inference_module.forward_compiler_options(model, (384, 512)) == xla_cpu._YNN_OFF
     images = _images([(32, 48)] * 3, seed=4)
     pairs = make_pairs(images, "complete", symmetrize=True)
     expected = {reuse: inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=reuse)
