@@ -12,18 +12,21 @@ Stages (each timed, reported in `summary.txt` and on stdout):
 
 Nothing half-written is left behind: everything goes to a hidden sibling folder that is renamed
 to `--out` at the very end (and removed on any failure). An existing `--out` is an error unless
-`--overwrite`, in which case it is replaced only once the new result is complete.
+`--overwrite`, and even then only a folder that a previous reconstruct wrote (it holds the marker
+file `.dust3r-jax-output`) is replaced, once the new result is complete. Where `--out` may go and
+how interrupted runs are cleaned up: `dust3r_jax.commands.output_folder`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
+import math
 import time
 from pathlib import Path
 
+from dust3r_jax.commands import output_folder
 from dust3r_jax.errors import InputError
+from dust3r_jax.hub import resolve_weights
 
 STAGES = ("load images", "load weights", "inference", "alignment", "export")
 
@@ -32,9 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES_OR_DIR",
                         help="image files (.jpg/.jpeg/.png) and/or folders of them (sorted by name)")
     parser.add_argument("--weights", required=True,
-                        help="official .pth, Hugging Face folder (config.json + model.safetensors) or converted folder")
+                        help="official .pth, Hugging Face folder (config.json + model.safetensors), converted folder "
+                             "or Hugging Face Hub id (naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt, downloaded once)")
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
-    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it exists and a previous reconstruct wrote it (marker file "
+                             f"{output_folder.MARKER})")
     parser.add_argument("--image-size", type=int, default=512, choices=(224, 512),
                         help="network resolution: 512 (long side) or 224 (square crop); match the weights")
     parser.add_argument("--square-ok", action="store_true", help="at 512, keep square images square")
@@ -58,20 +64,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _check_arguments(args) -> tuple[Path, Path]:
-    """Cheap checks before any work, so that a typo does not cost a model load."""
-    weights = Path(args.weights)
+def _check_arguments(args) -> tuple[Path | None, Path]:
+    """Cheap checks before any work, so that a typo does not cost a model load (nor a lost folder).
+
+    Only `output_folder.recover_interrupted` touches the disk here, and only hidden siblings of
+    `--out` that runs killed earlier left behind."""
+    weights = _check_weights(args.weights)
+    _check_numbers(args)
+    out = Path(args.out)
+    inputs = output_folder.input_folders(args.images) + output_folder.weights_paths(weights)
+    output_folder.check_location(out, inputs)
+    output_folder.recover_interrupted(out)
+    output_folder.check_replaceable(out, args.overwrite)
+    output_folder.check_writable_parent(out)
+    return weights, out
+
+
+def _check_weights(weights) -> Path | None:
+    """--weights as a Path; None stays None (the caller then uses a default model)."""
+    if weights is None:
+        return None
+    weights = Path(resolve_weights(weights))  # a Hub id: its cached download
     if not weights.exists():
         raise InputError(f"--weights {weights}: no such file or folder")
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise InputError(f"--out {out}: already exists (choose another folder or pass --overwrite)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
+    return weights
+
+
+def _check_numbers(args) -> None:
+    """Counts must be positive, rates and thresholds finite: NaN would only show after inference."""
     for name in ("batch_size", "niter", "max_colmap_points"):
         if getattr(args, name) < (1 if name == "batch_size" else 0):
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
-    return weights, out
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise InputError(f"--lr {args.lr}: must be a finite number > 0")
+    # confidences are >= 1: a threshold below keeps every pixel, an infinite one keeps none
+    if not (math.isfinite(args.min_conf_thr) and args.min_conf_thr >= 0):
+        raise InputError(f"--min-conf-thr {args.min_conf_thr}: must be a finite number >= 0")
 
 
 def _device_context(device_kind: str | None):
@@ -164,27 +192,8 @@ def _export(folder: Path, arrays, args, summary: dict, lap) -> None:
     (folder / "summary.txt").write_text(format_summary(summary) + "\n")
 
 
-def _write_atomically(out: Path, overwrite: bool, write) -> None:
-    """Calls write(tmp) on a hidden sibling folder, then renames it to `out` (replacing it if asked)."""
-    out = out.absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if out.exists():
-            if not overwrite:  # appeared while we were working
-                raise InputError(f"--out {out}: already exists (choose another folder or pass --overwrite)")
-            out.rename(old)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            old.rename(out)  # put the previous result back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+# kept under its old name: tests and callers use it
+_write_atomically = output_folder.write_atomically
 
 
 def format_summary(summary: dict) -> str:
