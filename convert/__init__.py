@@ -7,8 +7,9 @@ Readers return plain numpy state dicts; the name map onto Flax params lives with
     tensors, metadata = read_safetensors("model.safetensors")
     name, kwargs = parse_model_string(official_load_model_string(ckpt["args"].model))
 """
+from convert.json_text import parse_json
 from convert.model_string import official_load_model_string, parse_model_string
 from convert.safetensors_file import read_safetensors
 from convert.torch_pickle import read_pth
 
-__all__ = ["official_load_model_string", "parse_model_string", "read_pth", "read_safetensors"]
+__all__ = ["official_load_model_string", "parse_json", "parse_model_string", "read_pth", "read_safetensors"]

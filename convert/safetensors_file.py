@@ -12,13 +12,14 @@ that reader refuses BF16 files (the Hugging Face copies of many models are bf16)
 supplies the numpy dtype. The whole buffer is read with one call and every tensor is a view
 into it, so a 155 MB file costs 155 MB of memory and no per-element Python work.
 """
-import json
+import math
 import os
 import struct
 
 import ml_dtypes
 import numpy as np
 
+from convert.json_text import parse_json
 from dust3r_jax.errors import CheckpointError
 
 # safetensors dtype tag -> numpy dtype (little-endian)
@@ -42,19 +43,24 @@ SAFETENSORS_DTYPES = {
 
 # a header larger than this is not a real checkpoint (the reference library caps it at 100 MB)
 MAX_HEADER_BYTES = 100_000_000
+# numpy's limit on dimensions, and a side no real tensor reaches (numpy refuses arrays past 2**63 bytes)
+MAX_RANK = 64
+MAX_DIM = 2 ** 40
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _parse_header(raw: bytes, buffer_size: int, source: str) -> tuple[dict, dict]:
     """({name: (dtype, shape, begin, end)}, metadata) from the JSON header, validated."""
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"safetensors {source}: header is not valid JSON ({err})") from None
+    header = parse_json(raw, f"safetensors {source}: header")
     if not isinstance(header, dict):
         raise CheckpointError(f"safetensors {source}: header is a {type(header).__name__}, expected an object")
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict):
-        raise CheckpointError(f"safetensors {source}: __metadata__ is not an object")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(f"safetensors {source}: __metadata__ is not an object of strings")
     entries = {}
     for name, info in header.items():
         where = f"safetensors {source}: tensor '{name}'"
@@ -65,12 +71,14 @@ def _parse_header(raw: bytes, buffer_size: int, source: str) -> tuple[dict, dict
             raise CheckpointError(f"{where} has unsupported dtype {info['dtype']!r} "
                                   f"(supported: {', '.join(SAFETENSORS_DTYPES)})")
         shape, offsets = info["shape"], info["data_offsets"]
-        if (not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape)
+        if (not isinstance(shape, list) or len(shape) > MAX_RANK
+                or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape)
                 or not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int and o >= 0 for o in offsets)):
-            raise CheckpointError(f"{where} has malformed shape {shape!r} or data_offsets {offsets!r}")
+            raise CheckpointError(f"{where} has malformed shape {_short(shape)} or data_offsets {_short(offsets)}")
         begin, end = offsets
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        # exact integers: numpy's int64 product wraps around for shapes like [2**40, 2**40]
+        expected = math.prod(shape) * dtype.itemsize
         if end - begin != expected:
             raise CheckpointError(f"{where}: data_offsets [{begin}, {end}] span {end - begin} bytes, shape "
                                   f"{shape} x {info['dtype']} needs {expected}")

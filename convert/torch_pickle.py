@@ -69,6 +69,16 @@ STORAGE_DTYPES = {
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _REFUSED_HINT = "only tensors, dicts and argparse.Namespace are allowed"
 
+# Deflate expands at most ~1032x, and real weights barely compress (~1.1x), so a zip whose
+# deflated members declare far more than their compressed size is a bomb: refused before any
+# byte is inflated. Small archives (test files of zeros, a few MB) stay below the floor.
+MAX_DEFLATE_EXPANSION = 64
+DEFLATE_FLOOR_BYTES = 256 << 20
+# data.pkl holds names, shapes and args only (~100 kB for a ViT-L); tensors are separate records
+MAX_PICKLE_BYTES = 64 << 20
+# nesting of the unpickled object (a DUSt3R checkpoint: dict -> state dict -> tensor, 3 levels)
+MAX_NESTING = 64
+
 
 # The stand-ins below are tuples: pickle's BUILD opcode can set attributes on any object the
 # file has made, and a tuple has none to set.
@@ -249,22 +259,49 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return elements
 
 
-def _to_plain(obj, seen=None):
-    """Replace loaded `_LoadedNamespace` instances by plain `argparse.Namespace`, in place."""
+def _to_plain(obj, source, seen=None, depth=0):
+    """Replace loaded `_LoadedNamespace` instances by plain `argparse.Namespace`, in place.
+
+    The pickle machine builds nested containers without recursion, but this walk (and any
+    later one) recurses: nesting beyond MAX_NESTING is refused with one line."""
+    if depth > MAX_NESTING:
+        raise CheckpointError(f"checkpoint {source}: data.pkl nests containers more than {MAX_NESTING} "
+                              "levels deep (not a checkpoint)")
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return obj
     seen.add(id(obj))
     if isinstance(obj, _LoadedNamespace):
-        return argparse.Namespace(**{k: _to_plain(v, seen) for k, v in vars(obj).items()})
+        return argparse.Namespace(**{k: _to_plain(v, source, seen, depth + 1) for k, v in vars(obj).items()})
     if isinstance(obj, dict):
         for key, value in obj.items():
-            obj[key] = _to_plain(value, seen)
+            obj[key] = _to_plain(value, source, seen, depth + 1)
     elif isinstance(obj, list):
-        obj[:] = [_to_plain(value, seen) for value in obj]
+        obj[:] = [_to_plain(value, source, seen, depth + 1) for value in obj]
     elif isinstance(obj, tuple) and not isinstance(obj, (StorageType, Storage)):
-        return type(obj)(_to_plain(value, seen) for value in obj) if type(obj) is tuple else obj
+        if type(obj) is tuple:
+            return tuple(_to_plain(value, source, seen, depth + 1) for value in obj)
     return obj
+
+
+def _check_declared_sizes(archive, source, file_size):
+    """Every member's declared sizes must fit the file, and inflating must not amplify: checked
+    on the central directory, before any member is read or any buffer allocated."""
+    deflated, compressed = 0, 0
+    for info in archive.infolist():
+        if info.header_offset + info.compress_size > file_size:
+            raise CheckpointError(f"checkpoint {source}: member '{info.filename}' declares {info.compress_size} "
+                                  f"bytes past the end of the file ({file_size} bytes); truncated or corrupt")
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise CheckpointError(f"checkpoint {source}: stored member '{info.filename}' declares "
+                                      f"{info.file_size} bytes but holds {info.compress_size}; corrupt")
+        else:
+            deflated += info.file_size
+            compressed += info.compress_size
+    if deflated > max(DEFLATE_FLOOR_BYTES, MAX_DEFLATE_EXPANSION * compressed):
+        raise CheckpointError(f"checkpoint {source}: compressed members would inflate {compressed} bytes to "
+                              f"{deflated} (more than {MAX_DEFLATE_EXPANSION}x); refused as a zip bomb")
 
 
 def _native_byteorder():
@@ -338,11 +375,16 @@ def read_pth(path) -> dict:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError):
         raise CheckpointError(f"checkpoint {source}: {_describe_non_zip(head)}") from None
     with archive:
+        _check_declared_sizes(archive, source, os.path.getsize(source))
         pkl_name = _data_pkl_member(archive, source)
         prefix = pkl_name[: -len("data.pkl")]
         byteorder = _read_text_member(archive, f"{prefix}byteorder", "little")
         if byteorder not in ("little", "big"):
             raise CheckpointError(f"checkpoint {source}: unknown byteorder {byteorder!r}")
+        if archive.getinfo(pkl_name).file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"checkpoint {source}: member '{pkl_name}' declares "
+                                  f"{archive.getinfo(pkl_name).file_size} bytes, more than a checkpoint's "
+                                  f"data.pkl ({MAX_PICKLE_BYTES} allowed)")
         try:
             pickled = archive.read(pkl_name)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
@@ -358,4 +400,4 @@ def read_pth(path) -> dict:
             raise CheckpointError(f"checkpoint {source}: corrupt data.pkl ({message})") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {source}: holds a {type(obj).__name__}, expected a dict")
-    return _to_plain(obj)
+    return _to_plain(obj, source)

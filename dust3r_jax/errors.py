@@ -15,6 +15,11 @@ class CheckpointError(InputError):
     """A checkpoint that cannot be read or does not fit its config."""
 
 
+class CrocoCheckpointError(CheckpointError):
+    """A checkpoint without DUSt3R heads (CroCo pre-training weights) loaded without `croco=True`:
+    its heads would be random, which only an explicit request may do."""
+
+
 class ImageError(InputError):
     """An image file or image array that cannot be used."""
 

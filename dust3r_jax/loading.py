@@ -9,7 +9,10 @@ The model config is inferred from the checkpoint itself: `args.model` of a `.pth
 official `load_model` does: `PatchEmbedDust3R`, `landscape_only=False`), HF `config.json`, or
 CroCo's `croco_kwargs`/`args.model`. Keyword overrides change the config (e.g. `dtype="bfloat16"`, or
 `landscape_only=True, patch_embed_cls="ManyAR_PatchEmbed"` for training). Unlike the official
-`strict=False` load, a missing, unexpected or mis-shaped tensor is an error naming the file and key.
+`strict=False` load, a missing, unexpected or mis-shaped tensor is an error naming the file and key;
+only `croco=True` lets the heads (and only they) start random. Hyper-parameters are validated
+(`model_config.validate`) and every tensor is checked to be stored in full before anything is
+built or converted, so a small hostile file cannot make us allocate a large model.
 """
 import json
 import math
@@ -21,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from dust3r_jax.errors import CheckpointError, ConfigError
+from dust3r_jax.errors import CheckpointError, ConfigError, CrocoCheckpointError
 from dust3r_jax.model import AsymmetricCroCo3DStereo
 from dust3r_jax.model_config import model_config
 
@@ -63,11 +66,11 @@ def _set(tree, path, value):
 
 
 # ---- official state dict -> params ---------------------------------------------------------------
-def state_dict_to_params(state_dict, model, source, random_init=None):
+def state_dict_to_params(state_dict, model, source, may_be_missing=None, fill=None):
     """Maps an official state dict (numpy, torch layouts) onto the params of `model`.
 
-    random_init: None, or a params pytree whose values fill the Flax params the state dict lacks
-    (CroCo pre-training checkpoints have no heads). Otherwise every param must be present.
+    Every param must be present, except those for which `may_be_missing(official_key)` is true
+    (CroCo pre-training checkpoints have no heads): `fill(paths)` returns {path: array} for them.
     """
     from convert.name_map import IGNORED_KEYS, alias_target, flax_path, official_key, to_flax
 
@@ -97,17 +100,53 @@ def state_dict_to_params(state_dict, model, source, random_init=None):
         _set(params, path, jnp.asarray(value.astype(param_dtype, copy=False)))
         seen.add(path)
     missing = [p for p in expected if p not in seen]
-    if missing and random_init is None:
-        names = ", ".join(f"'{official_key(p)}'" for p in missing[:3])
+    required = [p for p in missing if may_be_missing is None or not may_be_missing(official_key(p))]
+    if required:
+        names = ", ".join(f"'{official_key(p)}'" for p in required[:3])
         raise CheckpointError(
-            f"checkpoint {source}: has no key {names}{' ...' if len(missing) > 3 else ''} "
-            f"({len(missing)} missing); is it a CroCo checkpoint? load it with croco=True / --croco"
+            f"checkpoint {source}: has no key {names}{' ...' if len(required) > 3 else ''} "
+            f"({len(required)} missing)"
         )
     if missing:
-        fill = dict(_flatten(random_init))
-        for path in missing:
-            _set(params, path, fill[path])
+        for path, value in fill(missing).items():
+            _set(params, path, value)
     return params
+
+
+def check_stored_in_full(state_dict, source) -> None:
+    """Refuses tensors that are views of shared or expanded storage (except official aliases).
+
+    A real checkpoint stores each parameter once; a hostile one can declare a huge model whose
+    tensors all view one small buffer (the same storage, or stride 0), and converting them would
+    allocate the full model. Compares the tensors' total bytes with the distinct bytes they read.
+    """
+    from convert.name_map import IGNORED_KEYS, alias_target
+
+    spans, total = [], 0
+    for key, tensor in state_dict.items():
+        if IGNORED_KEYS.match(key) or alias_target(key) is not None:
+            continue
+        tensor = np.asarray(tensor)
+        if tensor.size == 0:
+            continue
+        start = tensor.__array_interface__["data"][0]
+        low = start + sum(min(0, (n - 1) * s) for n, s in zip(tensor.shape, tensor.strides))
+        high = start + sum(max(0, (n - 1) * s) for n, s in zip(tensor.shape, tensor.strides)) + tensor.itemsize
+        spans.append((low, high))
+        total += tensor.nbytes
+    distinct, end = 0, None
+    for low, high in sorted(spans):
+        if end is None or low >= end:
+            distinct += high - low
+            end = high
+        elif high > end:
+            distinct += high - end
+            end = high
+    if total > distinct:
+        raise CheckpointError(
+            f"checkpoint {source}: its tensors declare {total} bytes but share or repeat storage "
+            f"holding {distinct}; every parameter must be stored in full"
+        )
 
 
 def _torch_shape(key, flax_shape):
@@ -153,8 +192,24 @@ def is_croco_state_dict(state_dict) -> bool:
     return not any(k.startswith("downstream_head") for k in state_dict)
 
 
+def _is_head(key: str) -> bool:
+    return key.startswith("downstream_head")
+
+
+def _random_params(model, paths, seed):
+    """{path: random init} of only `paths`: the unused part of the init is dead code in the jit,
+    so a CroCo ViT-L does not allocate a second, random trunk."""
+    def init(key):
+        flat = dict(_flatten(meta.unbox(model.init(key, *_dummy_views(model.config))["params"])))
+        return {path: flat[path] for path in paths}
+
+    return jax.jit(init)(jax.random.key(seed))
+
+
 def _from_croco(state_dict, kwargs, source, overrides, seed):
-    """DUSt3R initialised from CroCo: the second decoder copies the first, heads are random."""
+    """DUSt3R initialised from CroCo: the second decoder copies the first, heads are random.
+
+    Only the heads may be missing: a file without the trunk is not CroCo pre-training."""
     # CroCo-only constructor arguments with no DUSt3R meaning
     kwargs = {k: v for k, v in kwargs.items() if k not in ("mask_ratio",)}
     config = _make_config(kwargs, source, overrides)
@@ -163,8 +218,18 @@ def _from_croco(state_dict, kwargs, source, overrides, seed):
         for key in [k for k in state_dict if k.startswith("dec_blocks.")]:
             state_dict["dec_blocks2." + key[len("dec_blocks."):]] = state_dict[key]
     model = AsymmetricCroCo3DStereo(config)
-    random_params = init_params(model, jax.random.key(seed))
-    return model, state_dict_to_params(state_dict, model, source, random_init=random_params)
+    params = state_dict_to_params(state_dict, model, source, may_be_missing=_is_head,
+                                  fill=lambda paths: _random_params(model, paths, seed))
+    return model, params
+
+
+def _model_string_kwargs(checkpoint, source):
+    model_string = getattr(checkpoint.get("args"), "model", None)
+    if not isinstance(model_string, str):
+        return {}
+    from convert import parse_model_string
+
+    return parse_model_string(model_string, source)[1]
 
 
 # ---- the three sources ---------------------------------------------------------------------------
@@ -175,17 +240,20 @@ def _load_pth(path, overrides, croco, seed):
     checkpoint = read_pth(path)
     state_dict = checkpoint.get("model")
     if not isinstance(state_dict, dict):
-        raise CheckpointError(f"checkpoint {source}: no 'model' state dict (keys: {sorted(checkpoint)[:5]})")
+        raise CheckpointError(f"checkpoint {source}: no 'model' state dict (keys: {sorted(map(str, checkpoint))[:5]})")
+    if not state_dict:
+        raise CheckpointError(f"checkpoint {source}: its 'model' state dict is empty")
+    check_stored_in_full(state_dict, source)
     croco_kwargs = _croco_kwargs(checkpoint, source)
-    if croco or croco_kwargs is not None or is_croco_state_dict(state_dict):
-        if croco_kwargs is None:
-            croco_kwargs = {}
-            model_string = getattr(checkpoint.get("args"), "model", None)
-            if isinstance(model_string, str):
-                from convert import parse_model_string
-
-                croco_kwargs = parse_model_string(model_string, source)[1]
-        return _from_croco(state_dict, croco_kwargs, source, overrides, seed)
+    if croco:
+        kwargs = croco_kwargs if croco_kwargs is not None else _model_string_kwargs(checkpoint, source)
+        return _from_croco(state_dict, kwargs, source, overrides, seed)
+    if croco_kwargs is not None or is_croco_state_dict(state_dict):
+        # the official strict=False load would leave random heads; only an explicit request may
+        raise CrocoCheckpointError(
+            f"checkpoint {source}: has no downstream_head* tensors; this looks like CroCo pre-training "
+            "weights: pass --croco / croco=True to start the heads from random values"
+        )
     args = checkpoint.get("args")
     model_string = getattr(args, "model", None)
     if not isinstance(model_string, str):
@@ -195,19 +263,29 @@ def _load_pth(path, overrides, croco, seed):
     return model, state_dict_to_params(state_dict, model, source)
 
 
+def _read_json_object(path, what):
+    """A JSON object from `path`; one-line CheckpointError for bad UTF-8, bad JSON or deep nesting."""
+    from convert import parse_json
+
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path}: cannot read ({err.strerror})") from None
+    value = parse_json(raw, f"checkpoint {path}")
+    if not isinstance(value, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a JSON object of {what}")
+    return value
+
+
 def _load_hf(directory, overrides):
     from convert import read_safetensors
 
     config_path, weights_path = directory / "config.json", directory / "model.safetensors"
     source = str(weights_path)
-    try:
-        kwargs = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"checkpoint {config_path}: invalid JSON ({err})") from None
-    if not isinstance(kwargs, dict):
-        raise CheckpointError(f"checkpoint {config_path}: expected a JSON object of constructor arguments")
+    kwargs = _read_json_object(config_path, "constructor arguments")
     config = _make_config(kwargs, str(config_path), overrides)
     tensors, metadata = read_safetensors(weights_path)
+    check_stored_in_full(tensors, source)
     model = AsymmetricCroCo3DStereo(config)
     return model, state_dict_to_params(tensors, model, source)
 
@@ -215,8 +293,11 @@ def _load_hf(directory, overrides):
 def _load_converted(directory, overrides):
     import orbax.checkpoint as ocp
 
-    description = json.loads((directory / CONVERTED_CONFIG).read_text())
-    config = _make_config(_decode_config(description["model_config"]), str(directory), overrides)
+    description = _read_json_object(directory / CONVERTED_CONFIG, "the model description")
+    encoded = description.get("model_config")
+    if not isinstance(encoded, dict):
+        raise CheckpointError(f"checkpoint {directory / CONVERTED_CONFIG}: no 'model_config' object")
+    config = _make_config(_decode_config(encoded), str(directory), overrides)
     model = AsymmetricCroCo3DStereo(config)
     target = jax.tree_util.tree_map(
         lambda s: jax.ShapeDtypeStruct(s.shape, jnp.dtype(config.param_dtype)), abstract_params(model)
@@ -224,8 +305,8 @@ def _load_converted(directory, overrides):
     with ocp.StandardCheckpointer() as checkpointer:
         try:
             params = checkpointer.restore((directory / CONVERTED_PARAMS).resolve(), target)
-        except (ValueError, KeyError) as err:
-            message = str(err).splitlines()[0]
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise CheckpointError(f"checkpoint {directory}: params do not fit its config ({message})") from None
     return model, params
 
@@ -233,8 +314,9 @@ def _load_converted(directory, overrides):
 def load_model(path, croco: bool = False, seed: int = 0, **config_overrides):
     """Returns (model, params) from an official `.pth`, an HF folder, or a converted directory.
 
-    croco: treat the checkpoint as CroCo pre-training weights (also detected automatically);
-    `seed` then seeds the random heads. `config_overrides`: model_config keys to change.
+    croco: the checkpoint is CroCo pre-training weights: the heads (and only they) may be missing
+    and start random, seeded by `seed`. Without it, every tensor must be present; a file that looks
+    like CroCo raises CrocoCheckpointError. `config_overrides`: model_config keys to change.
     """
     path = Path(os.fspath(path))
     if not path.exists():

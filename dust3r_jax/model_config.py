@@ -69,8 +69,57 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return config
 
 
+# Sanity bounds, far above every released model (ViT-L: depth 24, width 1024): a checkpoint or
+# config.json declaring more is refused before anything is traced or allocated (a depth of 20000
+# takes minutes to trace, a width of 10^6 exhausts memory).
+MAX_DEPTH = 64
+MAX_WIDTH = 4096
+MAX_PATCH_SIZE = 64
+MAX_IMG_SIDE = 8192
+MAX_MLP_RATIO = 16.0
+
+
+def _check_int(config, key: str, low: int, high: int) -> None:
+    value = config[key]
+    if type(value) is not int:  # bool is an int subclass; 16.0 is not an int either
+        raise ConfigError(f"{key}={value!r}: expected an integer")
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value}: expected an integer in [{low}, {high}]")
+
+
+def _check_types_and_ranges(config) -> None:
+    """Types and sane sizes of the numeric fields, before any arithmetic on them."""
+    _check_int(config, "patch_size", 1, MAX_PATCH_SIZE)
+    for prefix in ("enc", "dec"):
+        _check_int(config, f"{prefix}_embed_dim", 1, MAX_WIDTH)
+        _check_int(config, f"{prefix}_depth", 1, MAX_DEPTH)
+        _check_int(config, f"{prefix}_num_heads", 1, MAX_WIDTH)
+    ratio = config.mlp_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= MAX_MLP_RATIO:
+        raise ConfigError(f"mlp_ratio={ratio!r}: expected a number in (0, {MAX_MLP_RATIO}]")
+    size = config.img_size
+    if (not isinstance(size, tuple) or len(size) != 2
+            or not all(type(s) is int and 0 < s <= MAX_IMG_SIDE for s in size)):
+        raise ConfigError(f"img_size={size!r}: expected (height, width), integers in [1, {MAX_IMG_SIDE}]")
+    for key in ("norm_im2_in_dec", "landscape_only"):
+        if not isinstance(config[key], bool):
+            raise ConfigError(f"{key}={config[key]!r}: expected True or False")
+    for key in ("pos_embed", "head_type", "output_mode", "patch_embed_cls", "freeze"):
+        if not isinstance(config[key], str):
+            raise ConfigError(f"{key}={config[key]!r}: expected a string")
+    for key in ("depth_mode", "conf_mode"):
+        mode = config[key]
+        if mode is None and key == "conf_mode":
+            continue
+        if not (isinstance(mode, tuple) and len(mode) == 3 and isinstance(mode[0], str)
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in mode[1:])):
+            raise ConfigError(f"{key}={mode!r}: expected (name, min, max), e.g. ('exp', 1, inf)")
+
+
 def validate(config) -> None:
-    """Checks the combinations the official constructor refuses, with one-line messages."""
+    """Checks types and sizes, then the combinations the official constructor refuses, with
+    one-line messages: nothing is built from a config that fails here."""
+    _check_types_and_ranges(config)
     for prefix in ("enc", "dec"):
         dim, heads = config[f"{prefix}_embed_dim"], config[f"{prefix}_num_heads"]
         if dim % heads:
@@ -78,7 +127,8 @@ def validate(config) -> None:
         if (dim // heads) % 4:
             raise ConfigError(f"RoPE needs a head size divisible by 4; {prefix} head size is {dim // heads}")
     pos_embed = str(config.pos_embed)
-    if not (pos_embed.startswith("RoPE") and _is_number(pos_embed[len("RoPE"):])):
+    if not (pos_embed.startswith("RoPE") and _is_number(pos_embed[len("RoPE"):])
+            and 0 < float(pos_embed[len("RoPE"):]) < math.inf):
         # DUSt3R's _encode_image asserts there is no absolute position embedding
         raise ConfigError(f"pos_embed={config.pos_embed!r}: DUSt3R supports only 'RoPE<freq>' (e.g. 'RoPE100')")
     if config.head_type not in ("linear", "dpt"):

@@ -12,7 +12,6 @@ stays within bounded memory and time.
 import argparse
 import hashlib
 import json
-import math
 import os
 import pickle
 import signal
@@ -28,7 +27,7 @@ import pytest
 from dust3r_jax.cli import main
 from dust3r_jax.commands import output_folder
 from dust3r_jax.commands.reconstruct import _check_weights
-from pth_writer import GlobalRef, StorageRef, TensorRef, pickle_torch_style, write_dust3r_checkpoint, \
+from pth_writer import StorageRef, TensorRef, pickle_torch_style, reduce_call_pickle, write_dust3r_checkpoint, \
     write_pth, write_zip_checkpoint
 
 PEAK_MEMORY_LIMIT = 1 << 30  # bytes: every hostile checkpoint is refused well below this
@@ -214,3 +213,178 @@ def test_sigkill_during_export_leaves_nothing_the_next_run_keeps(tmp_path):
     output_folder.recover_interrupted(out)
     assert [p.name for p in tmp_path.iterdir()] == ["result"]
     assert (out / "cameras.json").read_text() == "previous"
+
+
+# ---- hostile checkpoints: one line, bounded memory and time ---------------------------------------
+LIN224 = ("AsymmetricCroCo3DStereo(pos_embed='RoPE100', img_size=(224, 224), head_type='linear', "
+          "output_mode='pts3d', depth_mode=('exp', -inf, inf), conf_mode=('exp', 1, inf), enc_embed_dim=128, "
+          "enc_depth=2, enc_num_heads=2, dec_embed_dim=64, dec_depth=3, dec_num_heads=2)")
+VITL_KEYS = "DUSt3R_ViTLarge_BaseDecoder_224_linear"
+
+
+def _fixture_state_dict(reference_dir):
+    from convert import read_pth
+
+    return dict(read_pth(reference_dir / "models" / "lin224.pth")["model"])
+
+
+def _bomb(path, declared_bytes):
+    """A checkpoint whose one storage is `declared_bytes` of zeros, deflated (~1000x smaller)."""
+    numel = declared_bytes // 4
+    lazy = np.broadcast_to(np.zeros(1, np.float32), (numel,))  # declares numel, owns 4 bytes
+    tensor = TensorRef(StorageRef("0", lazy), 0, (numel,), (1,))
+    data_pkl, _ = pickle_torch_style({"args": argparse.Namespace(model=LIN224), "model": {"enc_norm.weight": tensor}})
+    chunk = bytes(1 << 22)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", data_pkl)
+        archive.writestr("archive/byteorder", "little")
+        with archive.open("archive/data/0", "w", force_zip64=True) as member:
+            for _ in range(declared_bytes // len(chunk)):
+                member.write(chunk)
+        archive.writestr("archive/version", "3\n")
+
+
+def _deep_pickle(depth):
+    """data.pkl of {'model': {}, 'deep': [[[...]]]} nested `depth` lists deep (no recursion to build)."""
+    key = "deep".encode()
+    nested = b"]" * depth + b"a" * (depth - 1)  # EMPTY_LIST x depth, then APPEND each into its parent
+    return (b"\x80\x02}" + pickle.BINUNICODE + len(key).to_bytes(4, "little") + key + nested
+            + pickle.SETITEM + pickle.STOP)
+
+
+def _safetensors(path, header: bytes, data: bytes = b""):
+    path.write_bytes(struct.pack("<Q", len(header)) + header + data)
+
+
+def _hf_folder(folder, config, header=None):
+    folder.mkdir()
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    _safetensors(folder / "model.safetensors", header or b"{}")
+    return folder
+
+
+def _expanded_vitl(path, reference_dir):
+    """Every tensor of the released ViT-L (877 keys, 2.1 GB) as a stride-0 view of one float."""
+    entry = json.loads((reference_dir / "models" / "official_vitl_state_dict_keys.json").read_text())[VITL_KEYS]
+    one = StorageRef("0", np.zeros(1, np.float32))
+    state_dict = {item["key"]: TensorRef(one, 0, item["shape"], [0] * len(item["shape"]))
+                  for item in entry["state_dict"]}
+    write_pth(path, {"args": argparse.Namespace(model=entry["model_string"]), "model": state_dict})
+
+
+def _hyper(**changes):
+    """LIN224 with some constructor arguments replaced (a small file declaring another model)."""
+    text = LIN224
+    for key, value in changes.items():
+        start = text.index(f"{key}=")
+        end = min(i for i in (text.find(",", start), text.find(")", start)) if i > 0)
+        text = text[:start] + f"{key}={value}" + text[end:]
+    return text
+
+
+def _make_hostile(case, folder, reference_dir):
+    """(convert arguments, words the one-line error must hold) for one hostile checkpoint."""
+    path = folder / "hostile.pth"
+    if case == "malicious pickle":
+        write_zip_checkpoint(path, reduce_call_pickle("os", "system", "touch PWNED"), {})
+        return [path], ["refuses to load global 'os.system'"]
+    if case == "zip bomb":
+        _bomb(path, 512 << 20)
+        return [path], ["zip bomb"]
+    if case == "deep pickle":
+        write_zip_checkpoint(path, _deep_pickle(100_000), {})
+        return [path], ["levels deep"]
+    if case == "empty state dict, ViT-L args":
+        entry = json.loads((reference_dir / "models" / "official_vitl_state_dict_keys.json").read_text())[VITL_KEYS]
+        write_dust3r_checkpoint(path, {}, entry["model_string"])
+        return [path], ["state dict is empty"]
+    if case == "no heads":
+        state_dict = {k: v for k, v in _fixture_state_dict(reference_dir).items() if not k.startswith("downstream_head")}
+        write_dust3r_checkpoint(path, state_dict, LIN224)
+        return [path], ["looks like CroCo", "--croco"]
+    if case == "--croco without the trunk":
+        state_dict = {k: v for k, v in _fixture_state_dict(reference_dir).items() if k.startswith("downstream_head")}
+        write_dust3r_checkpoint(path, state_dict, LIN224)
+        return [path, "--croco"], ["has no key"]
+    if case == "expanded ViT-L":
+        _expanded_vitl(path, reference_dir)
+        return [path], ["share or repeat storage"]
+    if case.startswith("hyper-parameter "):
+        key, value = case[len("hyper-parameter "):].split("=")
+        write_dust3r_checkpoint(path, _fixture_state_dict(reference_dir), _hyper(**{key: value}))
+        return [path], [key]
+    if case == "config.json enc_depth=20000":
+        return [_hf_folder(folder / "hf", {"enc_depth": 20000})], ["enc_depth=20000"]
+    if case == "deep config.json":
+        return [_hf_folder(folder / "hf", "[" * 100_000 + "]" * 100_000)], ["nested too deeply"]
+    if case == "deep safetensors header":
+        header = b'{"__metadata__": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        return [_hf_folder(folder / "hf", {}, header)], ["nested too deeply"]
+    if case == "safetensors shape overflowing int64":
+        header = json.dumps({"w": {"dtype": "F32", "shape": [2 ** 31] * 3 + [4], "data_offsets": [0, 0]}}).encode()
+        # numpy's int64 product of this shape wraps around to 0, which matched the empty span
+        return [_hf_folder(folder / "hf", {}, header)], ["needs 158456325028528675187087900672"]
+    if case == "safetensors empty shape with a huge side":
+        header = json.dumps({"w": {"dtype": "F32", "shape": [0, 2 ** 62], "data_offsets": [0, 0]}}).encode()
+        return [_hf_folder(folder / "hf", {}, header)], ["malformed shape"]
+    if case == "broken JSON in a converted folder":
+        (folder / "converted").mkdir()
+        (folder / "converted" / "dust3r_jax_model.json").write_text('{"model_config": {')
+        return [folder / "converted"], ["invalid JSON"]
+    raise ValueError(case)
+
+
+HOSTILE = ["malicious pickle", "zip bomb", "deep pickle", "empty state dict, ViT-L args", "no heads",
+           "--croco without the trunk", "expanded ViT-L", "hyper-parameter enc_depth=20000",
+           "hyper-parameter enc_embed_dim=0", "hyper-parameter enc_num_heads='2'",
+           "hyper-parameter dec_embed_dim=64.5", "hyper-parameter enc_embed_dim=1048576",
+           "config.json enc_depth=20000", "deep config.json", "deep safetensors header",
+           "safetensors shape overflowing int64", "safetensors empty shape with a huge side", "broken JSON in a converted folder"]
+
+
+def _run_measured(argv, cwd):
+    """(exit code, stderr, peak resident bytes, seconds) of `python -m dust3r_jax.cli ARGV`."""
+    import tempfile
+    import time
+
+    with tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        child = subprocess.Popen([sys.executable, "-m", "dust3r_jax.cli", *map(str, argv)], cwd=cwd,
+                                 stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - start
+        err.seek(0)
+        return child.returncode, err.read().decode(errors="replace"), usage.ru_maxrss * 1024, seconds
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_checkpoint_is_refused_in_one_line_with_bounded_memory(case, tmp_path, reference_dir):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    arguments, words = _make_hostile(case, inputs, reference_dir)
+    before = _snapshot(inputs)
+    code, err, peak, seconds = _run_measured(["convert", arguments[0], tmp_path / "out", *arguments[1:]], tmp_path)
+    print(f"\n{case}: peak {peak / 2 ** 20:.0f} MiB, {seconds:.1f} s, {err.strip()[:160]}")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dust3r-jax convert: error:") and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], err
+    assert peak < PEAK_MEMORY_LIMIT, f"{case}: peak {peak / 2 ** 20:.0f} MiB"
+    assert seconds < TIME_LIMIT_S
+    assert _snapshot(inputs) == before and not (tmp_path / "out").exists()
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_training_from_croco_asks_for_random_heads_explicitly(tmp_path, reference_dir):
+    """init_from a CroCo file still works (the official recipe): load_pretrained passes croco=True."""
+    from dust3r_jax.train.loop import load_pretrained
+
+    state_dict = {k: v for k, v in _fixture_state_dict(reference_dir).items()
+                  if not k.startswith(("downstream_head", "dec_blocks2."))}
+    kwargs = dict(enc_embed_dim=128, enc_depth=2, enc_num_heads=2, dec_embed_dim=64, dec_depth=3, dec_num_heads=2,
+                  pos_embed="RoPE100", img_size=(224, 224))
+    write_pth(tmp_path / "croco.pth", {"model": state_dict, "croco_kwargs": kwargs})
+    params = load_pretrained(tmp_path / "croco.pth")
+    assert "downstream_head1" in params and "dec_blocks2_0" in params

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dust3r_jax
-from dust3r_jax.errors import CheckpointError, InputError
+from dust3r_jax.errors import CheckpointError, CrocoCheckpointError, InputError
 from dust3r_jax.loading import abstract_params, init_params
 from dust3r_jax.model import AsymmetricCroCo3DStereo, model_config
 from dust3r_jax.train.config_overrides import load_config
@@ -120,7 +120,9 @@ def test_croco_checkpoint_initialises_second_decoder_and_random_heads(tmp_path):
     kwargs = {k: config[k] for k in ("enc_embed_dim", "enc_depth", "enc_num_heads", "dec_embed_dim",
                                      "dec_depth", "dec_num_heads", "pos_embed")}
     write_pth(tmp_path / "croco.pth", {"model": croco_sd, "croco_kwargs": kwargs})
-    model, loaded = dust3r_jax.load_model(tmp_path / "croco.pth", seed=3)
+    with pytest.raises(CrocoCheckpointError, match="looks like CroCo pre-training weights"):
+        dust3r_jax.load_model(tmp_path / "croco.pth")  # random heads only when asked for
+    model, loaded = dust3r_jax.load_model(tmp_path / "croco.pth", croco=True, seed=3)
     for i in range(config.dec_depth):
         jax.tree_util.tree_map(np.testing.assert_array_equal, loaded[f"dec_blocks2_{i}"], params[f"dec_blocks_{i}"])
     jax.tree_util.tree_map(np.testing.assert_array_equal, loaded["enc_blocks_0"], params["enc_blocks_0"])

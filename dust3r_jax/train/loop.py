@@ -59,10 +59,17 @@ def build_model(model_section):
 
 
 def load_pretrained(path):
-    """Params of a CroCo v2 / DUSt3R checkpoint through the importers (`dust3r_jax.load_model`)."""
-    import dust3r_jax
+    """Params of a CroCo v2 / DUSt3R checkpoint through the importers (`dust3r_jax.load_model`).
 
-    _, params = dust3r_jax.load_model(path)
+    Training from CroCo pre-training is the official recipe (its `strict=False` load): such a file
+    is loaded with croco=True, so its heads start random; any other file must be complete."""
+    import dust3r_jax
+    from dust3r_jax.errors import CrocoCheckpointError
+
+    try:
+        _, params = dust3r_jax.load_model(path)
+    except CrocoCheckpointError:
+        _, params = dust3r_jax.load_model(path, croco=True)
     return params
 
 
