@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     # PnP-RANSAC (SQPNP) for the two-view PairViewer and for poses the spanning tree cannot
     # reach: the solver the official aligner calls.
     "opencv-python-headless>=4.8",
+    # Hub ids in from_pretrained / --weights: download and cache as the official from_pretrained does
+    "huggingface_hub>=0.23",
 ]
 
 EXTRAS = {

@@ -9,6 +9,13 @@ capability (model, loading, alignment, training) imports only what it needs:
     pairs = dust3r_jax.make_pairs(images, scene_graph="complete")
     output = dust3r_jax.inference(pairs, model, params)
     scene = dust3r_jax.global_align(output)
+
+and the official release's API on top of it (see README.md):
+
+    model = AsymmetricCroCo3DStereo.from_pretrained("naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt")
+    output = inference(pairs, model, "cpu", batch_size=1)
+    scene = global_aligner(output, device="cpu", mode=GlobalAlignerMode.PointCloudOptimizer)
+    loss = scene.compute_global_alignment(init="mst", niter=300, schedule="cosine", lr=0.01)
 """
 import importlib
 
@@ -23,6 +30,12 @@ _EXPORTS = {
     "make_pairs": "dust3r_jax.pairs",
     "inference": "dust3r_jax.inference",
     "global_align": "dust3r_jax.alignment",
+    # the official release's names, as thin wrappers (code written against naver/dust3r runs
+    # with its imports changed): AsymmetricCroCo3DStereo.from_pretrained, inference(pairs, model, device)
+    "global_aligner": "dust3r_jax.alignment.global_aligner",
+    "GlobalAlignerMode": "dust3r_jax.alignment.global_aligner",
+    "find_reciprocal_matches": "dust3r_jax.matching",
+    "xy_grid": "dust3r_jax.geometry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,8 +25,9 @@ def _xp(*arrays):
 # ---------------------------------------------------------------------------------------------
 # pixel grids
 
-def xy_grid(W, H, dtype=np.float32, xp=np):
-    """Pixel coordinates of an image: (H, W, 2) with [..., 0] = u (column), [..., 1] = v (row)."""
+def xy_grid(W, H, dtype=np.int64, xp=np):
+    """Pixel coordinates of an image: (H, W, 2) with [..., 0] = u (column), [..., 1] = v (row);
+    integers by default, as the official `dust3r.utils.geometry.xy_grid(W, H)`."""
     u, v = xp.meshgrid(xp.arange(W, dtype=dtype), xp.arange(H, dtype=dtype), indexing="xy")
     return xp.stack((u, v), axis=-1)
 

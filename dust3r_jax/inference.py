@@ -33,7 +33,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dust3r_jax import xla_cpu
+from dust3r_jax.devices import resolve_device
 from dust3r_jax.errors import InputError
+from dust3r_jax.pretrained import PretrainedModel
 
 VIEW_KEYS = ("img", "true_shape", "idx", "instance")
 
@@ -275,16 +277,21 @@ def collate(pairs: list, predictions: list) -> dict:
     return output
 
 
-def inference(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
-              device: jax.Device | None = None, reuse_encodings: bool = True) -> dict:
+def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: bool = True,
+              device: jax.Device | str | None = None, reuse_encodings: bool = True) -> dict:
     """Runs the network on every pair (from `make_pairs`) and collates like the official code.
+
+    Two signatures, told apart by the type of `model`:
+      inference(pairs, model, params, ...)  with (model, params) from `dust3r_jax.load_model`;
+      inference(pairs, model, device, ...)  the official one, with `model` from
+        `AsymmetricCroCo3DStereo.from_pretrained` (it carries its params).
 
     Args:
       pairs: list of (view1, view2) image dicts from `load_images` (`img` (1, H, W, 3) in [-1, 1],
         `true_shape` (1, 2) int32, `idx`, `instance`).
       model, params: from `dust3r_jax.load_model`.
       batch_size: pairs per forward call (the official default is 8).
-      device: where to run (default: JAX's default device).
+      device: where to run: "cpu", "cuda", "gpu", "tpu" or a jax.Device (default: JAX's default device).
       reuse_encodings: encode each distinct image once for all its pairs (same numbers up to
         float32 batch-composition noise, and 2-3x fewer FLOPs on a complete graph).
     Returns:
@@ -294,6 +301,14 @@ def inference(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
     """
     if not pairs:
         raise InputError("inference: no pairs given")
+    if isinstance(model, PretrainedModel):  # official call: the third argument is the device
+        if params is not None and device is not None:
+            raise InputError("inference(pairs, model, device): device given twice (positionally and by keyword)")
+        model, params, device = model.module, model.params, device if params is None else params
+    elif params is None:
+        raise InputError("inference(pairs, model, params): no params; pass the params of load_model, or a model "
+                         "from AsymmetricCroCo3DStereo.from_pretrained, which carries them")
+    device = resolve_device(device)
     predictions = run_pairs(pairs, model, params, batch_size=batch_size, verbose=verbose, device=device,
                             reuse_encodings=reuse_encodings)
     return collate(pairs, predictions)

@@ -80,6 +80,15 @@ class AsymmetricCroCo3DStereo(nn.Module):
             object.__setattr__(self, "config", ml_collections.FrozenConfigDict(self.config))
         super().__post_init__()
 
+    @classmethod
+    def from_pretrained(cls, name_or_path, **kwargs):
+        """The official constructor: a `.pth`, an HF or converted folder, or a Hub id such as
+        "naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt". Returns a `PretrainedModel` (this module +
+        its params; see `dust3r_jax.pretrained.from_pretrained`), which `inference` takes as the
+        official `inference(pairs, model, device)`."""
+        from dust3r_jax.pretrained import from_pretrained
+        return from_pretrained(name_or_path, **kwargs)
+
     # ---- sub-modules -------------------------------------------------------------------------
     def setup(self):
         cfg = self.config

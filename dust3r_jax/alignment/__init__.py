@@ -54,13 +54,13 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
     pairs = read_pairs(output)
     if mode == "pair":
         return pair_viewer(pairs, min_conf_thr)
+    lrs = lr_schedule(niter, lr, lr_min, schedule)  # (checks `schedule` before the initialisation)
     problem = build_problem(pairs, mode=mode, init=init, min_conf_thr=min_conf_thr, conf=conf, dist=dist,
                             base_scale=base_scale, pw_break=pw_break, focal_break=focal_break,
                             optimize_pp=optimize_pp, allow_pw_adaptors=allow_pw_adaptors, niter_PnP=niter_PnP,
                             known_poses=known_poses, known_focals=known_focals, known_pp=known_pp,
                             stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed,
                             pnp_own_focal=pnp_own_focal)
-    lrs = lr_schedule(niter, lr, lr_min, schedule)
     params, history = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
                                    chunk_iters=chunk_iters, progress=verbose)
     if niter == 0:

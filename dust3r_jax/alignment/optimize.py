@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from dust3r_jax import xla_cpu
+from dust3r_jax.errors import InputError
 from dust3r_jax.alignment import objective
 
 
@@ -28,7 +29,7 @@ def lr_schedule(niter, lr=0.01, lr_min=1e-6, schedule="cosine"):
     elif schedule == "linear":
         lrs = lr + (lr_min - lr) * t
     else:
-        raise ValueError(f"schedule must be 'cosine' or 'linear', found {schedule!r}")
+        raise InputError(f"schedule must be 'cosine' or 'linear', found {schedule!r}")
     return lrs.astype(np.float32)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dust3r_jax.commands import output_folder
 from dust3r_jax.errors import InputError
+from dust3r_jax.hub import resolve_weights
 
 STAGES = ("load images", "load weights", "inference", "alignment", "export")
 
@@ -83,7 +84,7 @@ def _check_weights(weights) -> Path | None:
     """--weights as a Path; None stays None (the caller then uses a default model)."""
     if weights is None:
         return None
-    weights = Path(weights)
+    weights = Path(resolve_weights(weights))  # a Hub id: its cached download
     if not weights.exists():
         raise InputError(f"--weights {weights}: no such file or folder")
     return weights
