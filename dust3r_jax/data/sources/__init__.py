@@ -1,4 +1,4 @@
-"""The nine official training datasets by name, each imported only when asked for.
+"""The nine official training datasets and our procedural scenes by name, each imported only when asked for.
 
     from dust3r_jax.data.sources import get_source
     Co3d = get_source("Co3d")
@@ -23,6 +23,7 @@ SOURCE_MODULES = {
     "StaticThings3D": "staticthings3d",
     "Waymo": "waymo",
     "Habitat": "habitat",
+    "Procedural": "procedural",  # ours: rendered scenes with exact geometry (not an official dataset)
 }
 
 SOURCE_NAMES = tuple(SOURCE_MODULES)
