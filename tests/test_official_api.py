@@ -24,6 +24,7 @@ from dust3r_jax.errors import CheckpointError, ConfigError, InputError
 from model_fixtures import load_fixture_model
 from parity import REL_FP32, assert_close
 from test_alignment_cases import ga_cases, load_case
+from test_alignment_parity import REL_STATE
 
 # the README example's settings
 device, batch_size, schedule, lr, niter = "cpu", 1, "cosine", 0.01, 300
@@ -142,7 +143,7 @@ def test_official_read_outs_have_official_shapes(aligned):
     name, data, scene, _ = aligned
     n = len(scene.imshapes)
     assert scene.get_focals().shape == (n, 1)
-    assert_close(scene.get_focals(), data["final__focals"], rel=1e-3, name=f"{name} focals")
+    assert_close(scene.get_focals(), data["final__focals"], rel=REL_STATE, name=f"{name} focals")
     assert scene.get_im_poses().shape == (n, 4, 4)
     assert scene.get_intrinsics().shape == (n, 3, 3)
     assert_close(scene.get_principal_points(), data["final__pp"], name=f"{name} pp")
