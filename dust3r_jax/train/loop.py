@@ -269,12 +269,12 @@ def _train_loop(run, config, state, step, best, every_save, every_eval):
             window.append(metrics)
             step += 1
             if step % config.log_every == 0 or step == run.total_steps:
-                last_metrics = _report(run, window, step, time.perf_counter() - tick)
+                last_metrics = _report(run, window, step, tick)
                 window, tick = [], time.perf_counter()
             if step % every_save == 0 and step < run.total_steps:
                 checkpoints.save(step, state, _meta(run, step, _finite_or_none(best)))
     if window:
-        last_metrics = _report(run, window, step, time.perf_counter() - tick)
+        last_metrics = _report(run, window, step, tick)
     if run.test_sources and config.eval.at_end:
         eval_results = run.evaluate(state.params, step)
         best = _maybe_save_best(run, state, step, eval_results, best)
@@ -296,9 +296,13 @@ def _maybe_save_best(run, state, step, eval_results, best):
     return best
 
 
-def _report(run, window, step, seconds):
-    """Fetches the window's metrics, stops on a non-finite loss, logs means + lr + throughput."""
+def _report(run, window, step, tick):
+    """Fetches the window's metrics, stops on a non-finite loss, logs means + lr + throughput.
+
+    tick: perf_counter() at the start of the window; the time is read once the metrics are on
+    the host (steps are dispatched asynchronously: before, it would only count the dispatch)."""
     window = jax.device_get(window)
+    seconds = time.perf_counter() - tick
     for offset, metrics in enumerate(window):
         if not np.isfinite(metrics["loss"]):
             bad = step - len(window) + offset + 1
