@@ -85,7 +85,7 @@ def test_colmap_model_reads_back_with_same_poses_and_intrinsics(written):
         by_name.setdefault(image.name, []).append(image)
     for i in range(scene.num_images):
         image = model.image(i + 1)
-        assert image.name == scene.files[i]
+        assert image.name == scene.colmap_names()[i]
         pose = image.cam_from_world()
         world_to_cam = np.linalg.inv(scene.cam2world[i])
         np.testing.assert_allclose(pose.rotation.matrix(), world_to_cam[:3, :3], atol=1e-9)

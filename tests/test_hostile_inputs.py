@@ -342,20 +342,25 @@ HOSTILE = ["malicious pickle", "zip bomb", "deep pickle", "empty state dict, ViT
            "safetensors shape overflowing int64", "safetensors empty shape with a huge side", "broken JSON in a converted folder"]
 
 
+# Linux carries a process's peak RSS across fork and exec, so a child forked from this (large)
+# pytest process would report at least our own peak. A small launcher process forks the command
+# instead and reports the command's own figure from os.wait4.
+_LAUNCHER = textwrap.dedent("""
+    import json, os, subprocess, sys, time
+    start = time.monotonic()
+    child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    print(json.dumps([child.returncode, usage.ru_maxrss * 1024, time.monotonic() - start]))
+""")
+
+
 def _run_measured(argv, cwd):
     """(exit code, stderr, peak resident bytes, seconds) of `python -m dust3r_jax.cli ARGV`."""
-    import tempfile
-    import time
-
-    with tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", "dust3r_jax.cli", *map(str, argv)], cwd=cwd,
-                                 stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.monotonic() - start
-        err.seek(0)
-        return child.returncode, err.read().decode(errors="replace"), usage.ru_maxrss * 1024, seconds
+    result = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "dust3r_jax.cli",
+                             *map(str, argv)], cwd=cwd, capture_output=True, text=True, errors="replace")
+    code, peak, seconds = json.loads(result.stdout)
+    return code, result.stderr, peak, seconds
 
 
 @pytest.mark.parametrize("case", HOSTILE)
@@ -388,3 +393,68 @@ def test_training_from_croco_asks_for_random_heads_explicitly(tmp_path, referenc
     write_pth(tmp_path / "croco.pth", {"model": state_dict, "croco_kwargs": kwargs})
     params = load_pretrained(tmp_path / "croco.pth")
     assert "downstream_head1" in params and "dec_blocks2_0" in params
+
+
+# ---- results: unique names, degenerate outcomes --------------------------------------------------
+def _image_pair(reference_dir, tmp_path, names):
+    """The land/port fixture images copied under `names` (paths relative to tmp_path)."""
+    sources = [reference_dir / "loader" / "images" / f for f in ("land_640x480.png", "port_480x640.png")]
+    paths = []
+    for source, name in zip(sources, names):
+        path = tmp_path / os.fsdecode(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(source.read_bytes())
+        paths.append(path)
+    return paths
+
+
+def test_same_file_names_in_two_folders_export_apart(tmp_path, reference_dir, capsys):
+    """a/NAME and b/NAME (NAME with a space and a non-UTF-8 byte) export as two depth maps and two
+    COLMAP images with distinct names, listed in cameras.json, read back by pycolmap."""
+    from dust3r_jax.export import read_cameras_json
+
+    name = b"my ph\xffoto.png"
+    paths = _image_pair(reference_dir, tmp_path, [b"a/" + name, b"b/" + name])
+    out = tmp_path / "result"
+    code = main(["reconstruct", str(paths[0].parent), str(paths[1].parent), "--weights",
+                 str(reference_dir / "models" / "lin224.pth"), "--out", str(out), "--image-size", "224",
+                 "--batch-size", "2", "--min-conf-thr", "1.5", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    cameras = json.loads((out / "cameras.json").read_text())["images"]
+    assert [c["name"] for c in cameras] == ["my_ph_oto", "my_ph_oto_2"]
+    assert [c["colmap_name"] for c in cameras] == ["my_ph_oto.png", "my_ph_oto_2.png"]
+    assert [c["path"] for c in cameras] == [str(p).replace("\udcff", "\\xff") for p in paths]
+    assert read_cameras_json(out / "cameras.json")["files"] == [p.name for p in paths]
+    for folder in ("depth", "conf"):
+        assert sorted(p.name for p in (out / folder).glob("*.npy")) == ["my_ph_oto.npy", "my_ph_oto_2.npy"]
+    pycolmap = pytest.importorskip("pycolmap")
+    model = pycolmap.Reconstruction(str(out / "sparse" / "0"))
+    assert sorted(image.name for image in model.images.values()) == ["my_ph_oto.png", "my_ph_oto_2.png"]
+
+
+def test_unique_stems_are_stable_and_never_collide():
+    from dust3r_jax.export.scene import unique_stems
+
+    assert unique_stems(["a/img.jpg", "b/img.jpg"]) == ["img", "img_2"]
+    # a file really called img_2 keeps its name; the copy of img takes the next free one
+    assert unique_stems(["a/img.jpg", "b/img.jpg", "c/img_2.png", "d/IMG.png"]) == ["img", "img_3", "img_2", "IMG_4"]
+    assert unique_stems(["my photo.jpg", "tab\there.png", ".png", "x/"]) == ["my_photo", "tab_here", "png", "x"]
+
+
+def test_degenerate_result_is_an_error_and_keeps_the_previous_output(tmp_path, reference_dir, capsys):
+    """Two black images: zero focal, identity poses. Exit 2, one line, the previous --out intact."""
+    import PIL.Image
+
+    black = tmp_path / "black"
+    black.mkdir()
+    for name in ("x.png", "y.png"):
+        PIL.Image.fromarray(np.zeros((240, 320, 3), np.uint8)).save(black / name)
+    out = tmp_path / "result"
+    out.mkdir()
+    (out / output_folder.MARKER).write_text("{}")
+    (out / "cameras.json").write_text("previous")
+    argv = ["reconstruct", black, "--weights", reference_dir / "models" / "lin224.pth", "--out", out,
+            "--image-size", 224, "--batch-size", 2, "--quiet", "--overwrite"]
+    _one_line_error(capsys, argv, "degenerate reconstruction", "focal")
+    assert (out / "cameras.json").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["black", "result"]

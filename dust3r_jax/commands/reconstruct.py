@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -62,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="compute dtype of the network trunk (heads and alignment stay float32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--keep-degenerate", action="store_true",
+                        help="write a degenerate result (zero focal, no confident point) for inspection; "
+                             "the exit code is still 1 and summary.txt says why")
 
 
 def _check_arguments(args) -> tuple[Path | None, Path]:
@@ -135,6 +139,8 @@ def reconstruct(args) -> dict:
     """Runs every stage; returns the summary (numbers, timings). Writes `args.out` atomically."""
     weights, out = _check_arguments(args)
     # imports first, so that their cost (jax, trimesh) is not booked to the first stage
+    import numpy as np
+
     from dust3r_jax import export
     from dust3r_jax.images import load_images
     from dust3r_jax.inference import inference
@@ -169,19 +175,44 @@ def reconstruct(args) -> dict:
         output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet)
         lap("inference")
 
-        scene = _align(output, len(images), args)
-        lap("alignment")
-
-    arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
+        # a degenerate alignment (zero focal) makes numpy warn about every division on its way;
+        # `_degenerate` below reports it once, in one line
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scene = _align(output, len(images), args)
+            lap("alignment")
+            arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
+    # an unusable result is never a silent success: an error, or with --keep-degenerate written
+    # for inspection with a warning in summary.txt (and still a non-zero exit, see `run`)
+    warning = _degenerate(arrays, args.min_conf_thr)
+    if warning and not args.keep_degenerate:
+        raise InputError(f"{warning}; nothing written (--keep-degenerate writes it anyway)")
     summary = {
         "images": [(image["source"]["path"], tuple(int(s) for s in image["true_shape"][0])) for image in images],
-        "pairs": len(pairs), "scene_graph": scene_graph, "weights": str(weights),
+        "pairs": len(pairs), "scene_graph": scene_graph, "weights": export.scene.printable(str(weights)),
         "alignment": "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations",
         "loss": float(getattr(scene, "loss", float("nan"))),
-        "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings,
+        "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings, "warning": warning,
     }
     _write_atomically(out, args.overwrite, lambda folder: _export(folder, arrays, args, summary, lap))
     return summary
+
+
+def _degenerate(arrays, min_conf_thr: float) -> str | None:
+    """Why the result is unusable, or None: a focal length that is not a positive number (e.g. 0
+    from featureless images, whose depths the focal estimate cannot use), a non-finite pose, or
+    no confident point at all."""
+    import numpy as np
+
+    focals = arrays.intrinsics[:, 0, 0]
+    bad = [f"{name} ({focal:.3g})" for name, focal in zip(arrays.names, focals) if not (np.isfinite(focal) and focal > 0)]
+    if bad:
+        return (f"degenerate reconstruction: no usable focal length for {', '.join(bad)} "
+                "(featureless or unrelated images, or weights that do not fit them)")
+    if not np.all(np.isfinite(arrays.cam2world)):
+        return "degenerate reconstruction: the alignment produced non-finite camera poses"
+    if not any(mask.any() for mask in arrays.masks):
+        return f"degenerate reconstruction: no point has a confidence above --min-conf-thr {min_conf_thr:g}"
+    return None
 
 
 def _export(folder: Path, arrays, args, summary: dict, lap) -> None:
@@ -208,6 +239,7 @@ def format_summary(summary: dict) -> str:
         f"weights     {summary['weights']}",
         f"alignment   {summary['alignment']}" + (f", final loss {summary['loss']:.6g}" if summary["loss"] == summary["loss"] else ""),
         f"points      {summary['points']} above the confidence threshold",
+        *([f"WARNING     {summary['warning']}"] if summary.get("warning") else []),
         "",
         f"{'stage':<14}{'seconds':>10}",
     ]
@@ -223,7 +255,13 @@ def format_summary(summary: dict) -> str:
 
 
 def run(args) -> int:
+    """0 on success; 1 when --keep-degenerate wrote a degenerate result (one warning line)."""
     summary = reconstruct(args)
     print(format_summary(summary))
-    print(f"written to {Path(args.out)}")
+    from dust3r_jax.export.scene import printable
+
+    print(f"written to {printable(str(args.out))}")
+    if summary["warning"]:
+        print(f"dust3r-jax reconstruct: warning: {summary['warning']}", file=sys.stderr)
+        return 1
     return 0

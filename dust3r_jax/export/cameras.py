@@ -3,12 +3,15 @@
 Layout (all matrices as nested lists, row-major):
 
     {"convention": "...",
-     "images": [{"index": 0, "name": "IMG_1", "file": "IMG_1.jpg",
+     "images": [{"index": 0, "name": "IMG_1", "file": "IMG_1.jpg", "colmap_name": "IMG_1.jpg",
+                 "path": "photos/IMG_1.jpg",
                  "processed": {"width": 512, "height": 384, "K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]},
                  "original":  {"width": 4032, "height": 3024, "K": [[...]]},
                  "focal": fx_processed,
                  "cam2world": [[...4 rows...]]}, ...]}
 
+`name` is unique (two files called img.jpg export as `img` and `img_2`: depth/img_2.npy) and is
+what depth/, conf/ and COLMAP's images.txt (`colmap_name`) use; `file` and `path` name the source.
 `processed` is the network resolution (what depth/ and conf/ maps have); `original` is the user's
 image after its EXIF rotation, K rescaled by the loader's resize and shifted by its crop.
 """
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dust3r_jax.export.scene import SceneArrays
+from dust3r_jax.export.scene import SceneArrays, printable
 
 CONVENTION = (
     "OpenCV camera axes (x right, y down, z forward); cam2world maps camera coordinates to world "
@@ -29,6 +32,7 @@ CONVENTION = (
 def cameras_dict(scene: SceneArrays) -> dict:
     """The cameras.json content as a JSON-ready dict."""
     original_k = scene.original_intrinsics()
+    colmap_names = scene.colmap_names()
     entries = []
     for i in range(scene.num_images):
         height, width = scene.imgs[i].shape[:2]
@@ -37,11 +41,14 @@ def cameras_dict(scene: SceneArrays) -> dict:
             "index": i,
             "name": scene.names[i],
             "file": scene.files[i],
+            "colmap_name": colmap_names[i],
             "processed": {"width": int(width), "height": int(height), "K": scene.intrinsics[i].tolist()},
             "original": {"width": int(orig_width), "height": int(orig_height), "K": original_k[i].tolist()},
             "focal": float(scene.intrinsics[i][0, 0]),
             "cam2world": scene.cam2world[i].tolist(),
         })
+        if scene.paths:  # two inputs may share a file name: the path tells them apart
+            entries[-1]["path"] = printable(scene.paths[i])
     return {"convention": CONVENTION, "images": entries}
 
 
@@ -55,6 +62,7 @@ def read_cameras_json(path: Path) -> dict:
     entries = json.loads(Path(path).read_text())["images"]
     return {
         "files": [e["file"] for e in entries],
+        "colmap_names": [e.get("colmap_name") for e in entries],
         "names": [e["name"] for e in entries],
         "K": np.array([e["processed"]["K"] for e in entries], dtype=np.float64),
         "K_original": np.array([e["original"]["K"] for e in entries], dtype=np.float64),

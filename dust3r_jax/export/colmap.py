@@ -5,7 +5,10 @@ What a user can feed to COLMAP-based tools (gaussian splatting, MVS) next to the
   EXIF rotation), in COLMAP's pixel convention (the centre of the top-left pixel is (0.5, 0.5), so
   the principal point is DUSt3R's + 0.5);
 * images.txt: per image the world-to-camera rotation as a quaternion (QW, QX, QY, QZ) and
-  translation, the camera id, the original file name, then its 2D observations;
+  translation, the camera id, the image name, then its 2D observations. The name is the unique
+  output name plus the file's extension (`SceneArrays.colmap_names`: 'img.jpg', 'img_2.jpg' for
+  two files called img.jpg; no spaces, which COLMAP's reader splits on); cameras.json maps each
+  name to its source file;
 * points3D.txt: the confident points (at most `max_points`, an even subsample), with colour and a
   one-observation track pointing at the pixel they came from (so the model is self-consistent:
   every track element exists in images.txt). Reprojection errors are written as 0.
@@ -84,6 +87,7 @@ def write_colmap_text(model_dir: Path, scene: SceneArrays, max_points: int = 100
 
     rows_cols = [np.argwhere(m) for m in scene.masks]  # (P_i, 2) (row, col) of masked pixels
     keep = _subsample([len(rc) for rc in rows_cols], max_points)
+    names = scene.colmap_names()
     point_lines, image_blocks, next_id = [], [], 1
     for i in range(n):
         pixels = rows_cols[i][keep[i]]
@@ -102,7 +106,7 @@ def write_colmap_text(model_dir: Path, scene: SceneArrays, max_points: int = 100
         qw, qx, qy, qz = rotation_to_quaternion_wxyz(rotation)
         tx, ty, tz = translation
         pose = " ".join(_num(x) for x in (qw, qx, qy, qz, tx, ty, tz))
-        image_blocks.append(f"{i + 1} {pose} {i + 1} {scene.files[i]}")
+        image_blocks.append(f"{i + 1} {pose} {i + 1} {names[i]}")
         image_blocks.append(observations)
 
     image_lines = ["# Image list with two lines of data per image:",
@@ -112,6 +116,6 @@ def write_colmap_text(model_dir: Path, scene: SceneArrays, max_points: int = 100
     point_header = ["# 3D point list with one line of data per point:",
                     "#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)",
                     f"# Number of points: {len(point_lines)}"]
-    (model_dir / "cameras.txt").write_text("\n".join(cam_lines) + "\n")
-    (model_dir / "images.txt").write_text("\n".join(image_lines) + "\n")
-    (model_dir / "points3D.txt").write_text("\n".join(point_header + point_lines) + "\n")
+    (model_dir / "cameras.txt").write_text("\n".join(cam_lines) + "\n", encoding="utf-8")
+    (model_dir / "images.txt").write_text("\n".join(image_lines) + "\n", encoding="utf-8")
+    (model_dir / "points3D.txt").write_text("\n".join(point_header + point_lines) + "\n", encoding="utf-8")

@@ -31,6 +31,7 @@ class SceneArrays:
     intrinsics: np.ndarray           # (N, 3, 3) float64 K at the processed resolution
     to_original: list[np.ndarray]    # (3, 3) affine: processed pixel -> original-image pixel
     original_shapes: list[tuple[int, int]]  # (H, W) of each original (EXIF-rotated) image
+    paths: list[str] = dataclasses.field(default_factory=list)  # source path as given, if known
 
     @property
     def num_images(self) -> int:
@@ -39,6 +40,11 @@ class SceneArrays:
     def original_intrinsics(self) -> np.ndarray:
         """(N, 3, 3) K for the original images: K_orig = A @ K, A = processed -> original pixels."""
         return np.stack([a @ k for a, k in zip(self.to_original, self.intrinsics)])
+
+    def colmap_names(self) -> list[str]:
+        """Image names for COLMAP's images.txt: the unique output name plus the file's extension
+        ('img_2.jpg'), so never two alike and never a space (COLMAP splits fields on spaces)."""
+        return [name + safe_stem(Path(file).suffix) for name, file in zip(self.names, self.files)]
 
     def confident_points(self) -> tuple[np.ndarray, np.ndarray]:
         """All masked points and their colours: (P, 3) float32 world points, (P, 3) uint8 RGB."""
@@ -52,16 +58,36 @@ def to_uint8(colours: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(colours, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
+def safe_stem(text: str) -> str:
+    """`text` with every character a file name or a COLMAP field cannot carry replaced by '_':
+    whitespace, control characters, path separators, and the lone surrogates by which Python
+    spells the bytes of a non-UTF-8 file name."""
+    return "".join(c if c.isprintable() and not c.isspace() and c not in "/\\" and not "\ud800" <= c <= "\udfff"
+                   else "_" for c in text)
+
+
+def printable(text: str) -> str:
+    """A path as text that any UTF-8 writer accepts (non-UTF-8 bytes shown as \\xNN)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def unique_stems(paths: list[str]) -> list[str]:
-    """File stems, made unique with a numeric suffix ('a', 'a_1') when two files share one."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        stem = Path(path).stem or "image"
-        count = seen.get(stem, 0)
-        seen[stem] = count + 1
-        stems.append(stem if count == 0 else f"{stem}_{count}")
-    return stems
+    """Output names from file stems (see `safe_stem`), unique and stable: the first file keeps its
+    stem, a later one with the same stem gets the first free 'stem_2', 'stem_3', ... that no other
+    file's stem already is. Compared case-insensitively (case-insensitive file systems)."""
+    # (a leading dot would hide depth/NAME.npy)
+    stems = [safe_stem(Path(path).stem).lstrip(".") or "image" for path in paths]
+    reserved = {stem.casefold() for stem in stems}
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, k = stem, 2
+        # a suffixed name may not be another file's own stem: that file keeps it
+        while name.casefold() in used or (name != stem and name.casefold() in reserved):
+            name, k = f"{stem}_{k}", k + 1
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def _value(scene, name: str):
@@ -101,4 +127,5 @@ def from_aligned_scene(scene, images: list[dict], min_conf_thr: float) -> SceneA
         intrinsics=np.asarray(_value(scene, "intrinsics"), dtype=np.float64).reshape(-1, 3, 3),
         to_original=[processed_to_original(image["source"]) for image in images],
         original_shapes=[tuple(image["source"]["original_shape"]) for image in images],
+        paths=[str(f) for f in files],
     )
