@@ -25,6 +25,11 @@ INSTALL_REQUIRES = [
     "opencv-python-headless>=4.8",
     # Hub ids in from_pretrained / --weights: download and cache as the official from_pretrained does
     "huggingface_hub>=0.23",
+    # the procedural scenes' textures are the photographs scikit-image ships (no download), and the
+    # real stereo pair with ground-truth disparity of the evaluation (stereo_motorcycle)
+    "scikit-image>=0.21",
+    # the demo's comparison pictures and the training curves
+    "matplotlib>=3.7",
 ]
 
 EXTRAS = {
@@ -45,6 +50,8 @@ setup(
     description=__doc__,
     python_requires=">=3.11",
     packages=find_packages(include=["dust3r_jax", "dust3r_jax.*", "convert", "convert.*"]),
+    # the model shipped in the package (dust3r_jax/models/<name>/: config.json, model.safetensors, card)
+    package_data={"dust3r_jax": ["models/*/*.json", "models/*/*.safetensors", "models/*/*.md"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["dust3r-jax=dust3r_jax.cli:main"]},

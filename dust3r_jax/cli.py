@@ -11,10 +11,12 @@ from dust3r_jax.errors import InputError
 
 # sub-command -> (module, one-line help)
 COMMANDS = {
+    "demo": ("dust3r_jax.commands.demo", "reconstruct a rendered held-out scene with the shipped model and compare with its ground truth"),
     "convert": ("dust3r_jax.commands.convert", "import an official checkpoint (.pth or HF folder) into an orbax checkpoint"),
     "reconstruct": ("dust3r_jax.commands.reconstruct", "images -> pointmaps -> aligned scene, written to a folder"),
     "train": ("dust3r_jax.commands.train", "train or fine-tune from an ml-collections config"),
     "eval": ("dust3r_jax.commands.evaluate", "evaluate a checkpoint with the test criterion"),
+    "export-model": ("dust3r_jax.commands.export_model", "write a training run's params as an official-format Hugging Face folder"),
     "build-data": ("dust3r_jax.commands.build_data", "write a preprocessed dataset folder as a TFDS array_record dataset"),
 }
 

@@ -27,7 +27,7 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                  min_conf_thr=3.0, conf="log", dist="l1", base_scale=0.5, pw_break=20.0, focal_break=20.0,
                  optimize_pp=False, allow_pw_adaptors=False, niter_PnP=10, known_poses=None, known_focals=None,
                  known_pp=None, stale_focal=True, pnp_own_focal=False, edge_chunk=0, chunk_iters=50, verbose=False,
-                 seed=0):
+                 seed=0, init_backend="host"):
     """Align the pairwise predictions of `inference()` into one scene.
 
     output: the `inference()` dict (`view1`, `view2` with `idx`; `pred1` {pts3d, conf}; `pred2`
@@ -35,6 +35,9 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
     mode: "pointcloud" (PointCloudOptimizer), "modular" (ModularPointCloudOptimizer: per-pair mean
       loss, presets for some images), "pair" (PairViewer: two images, no optimisation).
     init: "mst" (spanning tree), "known_poses" (every pose and focal preset), None (random start).
+    init_backend: where init="mst" runs: "host" (NumPy float64, `init.py`, the reference the
+      official fixtures are checked against; the default) or "device" (jitted JAX float32,
+      `init_device.py`: same tree and order, poses within ~1e-5; meant for accelerators).
     niter, schedule ("cosine" | "linear"), lr, lr_min: the Adam loop (betas 0.9, 0.9).
     min_conf_thr: confidence threshold of masks and of the PnP points; conf: weight transform
       ("log", "sqrt", "m1", "id"); dist: "l1" (Euclidean distance) or "l2" (squared);
@@ -60,7 +63,7 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                             optimize_pp=optimize_pp, allow_pw_adaptors=allow_pw_adaptors, niter_PnP=niter_PnP,
                             known_poses=known_poses, known_focals=known_focals, known_pp=known_pp,
                             stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed,
-                            pnp_own_focal=pnp_own_focal)
+                            pnp_own_focal=pnp_own_focal, init_backend=init_backend)
     params, history = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
                                    chunk_iters=chunk_iters, progress=verbose)
     if niter == 0:

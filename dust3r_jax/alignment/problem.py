@@ -14,6 +14,7 @@ import numpy as np
 
 from dust3r_jax.errors import InputError
 from dust3r_jax.alignment import init as init_lib
+from dust3r_jax.alignment import init_device
 from dust3r_jax.alignment import objective
 from dust3r_jax.alignment import params as P
 from dust3r_jax.alignment.inputs import PairPredictions
@@ -54,7 +55,7 @@ def _presets(values, n, name, shape):
 def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="log", dist="l1",
                   base_scale=0.5, pw_break=20.0, focal_break=20.0, optimize_pp=False, allow_pw_adaptors=False,
                   niter_PnP=10, known_poses=None, known_focals=None, known_pp=None, stale_focal=True,
-                  edge_chunk=0, seed=0, pnp_own_focal=False):
+                  edge_chunk=0, seed=0, pnp_own_focal=False, init_backend="host"):
     """See `dust3r_jax.alignment.global_align` for the options."""
     if mode not in ("pointcloud", "modular"):
         raise InputError(f"mode must be 'pointcloud', 'modular' or 'pair', found {mode!r}")
@@ -84,8 +85,11 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
             params["im_pp"][k] = (pps[k] - (W / 2, H / 2)) / 10
     frozen = {"im_poses": pose_known, "im_focals": focal_known, "im_pp": pp_known, "depth": np.zeros(n, bool)}
 
+    if init_backend not in ("host", "device"):
+        raise InputError(f"init_backend must be 'host' or 'device', found {init_backend!r}")
     if init in ("mst", "msp"):
-        params = init_lib.init_mst(pairs, params, frozen, min_conf_thr, niter_PnP, base_scale, norm_pw_scale,
+        init_mst = init_lib.init_mst if init_backend == "host" else init_device.init_mst_device
+        params = init_mst(pairs, params, frozen, min_conf_thr, niter_PnP, base_scale, norm_pw_scale,
                                    stale_focal, focal_break)
     elif init == "known_poses":
         params = init_lib.init_known_poses(pairs, params, frozen, min_conf_thr, niter_PnP, focal_break,
