@@ -29,21 +29,26 @@ from dust3r_jax.commands import output_folder
 from dust3r_jax.errors import InputError
 from dust3r_jax.hub import resolve_weights
 
+from dust3r_jax.shipped import DEFAULT_MODEL
+
 STAGES = ("load images", "load weights", "inference", "alignment", "export")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGES_OR_DIR",
                         help="image files (.jpg/.jpeg/.png) and/or folders of them (sorted by name)")
-    parser.add_argument("--weights", required=True,
-                        help="official .pth, Hugging Face folder (config.json + model.safetensors), converted folder "
-                             "or Hugging Face Hub id (naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt, downloaded once)")
+    parser.add_argument("--weights", default=None,
+                        help="official .pth, Hugging Face folder (config.json + model.safetensors), converted folder, "
+                             "Hugging Face Hub id (naver/DUSt3R_ViTLarge_BaseDecoder_512_dpt, downloaded once) or "
+                             "the name of a model shipped in the package; default: the shipped "
+                             f"'{DEFAULT_MODEL}' model (trained on procedural scenes: use official weights for photos)")
     parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out if it exists and a previous reconstruct wrote it (marker file "
                              f"{output_folder.MARKER})")
-    parser.add_argument("--image-size", type=int, default=512, choices=(224, 512),
-                        help="network resolution: 512 (long side) or 224 (square crop); match the weights")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="network resolution: the long side (512, or 128 for the shipped model), or 224 "
+                             "(square crop); default: the model's own training resolution (its img_size)")
     parser.add_argument("--square-ok", action="store_true", help="at 512, keep square images square")
     parser.add_argument("--scene-graph", default="complete",
                         help="complete | swin-W[-noncyclic] | logwin-W[-noncyclic] | oneref-ID")
@@ -155,17 +160,30 @@ def reconstruct(args) -> dict:
         timings[stage] = now - clock
         clock = now
 
-    images = load_images(args.images, size=args.image_size, square_ok=args.square_ok)
-    if len(images) < 2:
-        raise InputError(f"found {len(images)} image in {' '.join(args.images)}; a reconstruction needs at least 2")
-    lap("load images")
+    def read_images(size):
+        images = load_images(args.images, size=size, square_ok=args.square_ok)
+        if len(images) < 2:
+            raise InputError(f"found {len(images)} image in {' '.join(args.images)}; a reconstruction needs at least 2")
+        lap("load images")
+        return images
 
-    with _device_context(args.device):
+    def read_weights():
         from dust3r_jax.loading import load_model
 
         overrides = {"dtype": args.dtype} if args.dtype != "float32" else {}
-        model, params = load_model(weights, **overrides)
+        with _device_context(args.device):
+            loaded = load_model(weights if weights is not None else DEFAULT_MODEL, **overrides)
         lap("load weights")
+        return loaded
+
+    if args.image_size is None:  # the model's training resolution: known once the model is read
+        model, params = read_weights()
+        images = read_images(int(model.config.img_size[0]))
+    else:
+        images = read_images(args.image_size)
+        model, params = read_weights()
+
+    with _device_context(args.device):
 
         # two views: the PairViewer needs exactly the pairs (0, 1), (1, 0)
         scene_graph = "complete" if len(images) == 2 else args.scene_graph
@@ -188,7 +206,7 @@ def reconstruct(args) -> dict:
         raise InputError(f"{warning}; nothing written (--keep-degenerate writes it anyway)")
     summary = {
         "images": [(image["source"]["path"], tuple(int(s) for s in image["true_shape"][0])) for image in images],
-        "pairs": len(pairs), "scene_graph": scene_graph, "weights": export.scene.printable(str(weights)),
+        "pairs": len(pairs), "scene_graph": scene_graph, "weights": export.scene.printable(str(weights)) if weights is not None else f"{DEFAULT_MODEL} (shipped)",
         "alignment": "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations",
         "loss": float(getattr(scene, "loss", float("nan"))),
         "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings, "warning": warning,
