@@ -25,8 +25,8 @@ import numpy as np
 from flax.core import meta
 
 from dust3r_jax.errors import CheckpointError, ConfigError, CrocoCheckpointError
-from dust3r_jax.model import AsymmetricCroCo3DStereo
-from dust3r_jax.model_config import model_config
+from dust3r_jax.model import model_class
+from dust3r_jax.model_config import MAST3R_DEFAULTS, is_mast3r, model_config
 
 CONVERTED_CONFIG = "dust3r_jax_model.json"
 CONVERTED_PARAMS = "params"
@@ -162,8 +162,12 @@ def config_from_model_string(model_string, source, overrides):
     from convert import official_load_model_string, parse_model_string
 
     class_name, kwargs = parse_model_string(official_load_model_string(model_string, source), source)
-    if class_name != "AsymmetricCroCo3DStereo":
-        raise CheckpointError(f"checkpoint {source}: args.model builds {class_name}, expected AsymmetricCroCo3DStereo")
+    if class_name == "AsymmetricMASt3R":  # mast3r.model.load_model makes the same edits
+        kwargs = {**MAST3R_DEFAULTS, **kwargs}
+    elif class_name != "AsymmetricCroCo3DStereo" or is_mast3r(kwargs):
+        raise CheckpointError(f"checkpoint {source}: args.model builds {class_name}"
+                              f"{' with MASt3R arguments' if is_mast3r(kwargs) else ''}, "
+                              "expected AsymmetricCroCo3DStereo or AsymmetricMASt3R")
     return _make_config(kwargs, source, overrides)
 
 
@@ -217,7 +221,7 @@ def _from_croco(state_dict, kwargs, source, overrides, seed):
     if not any(k.startswith("dec_blocks2.") for k in state_dict):
         for key in [k for k in state_dict if k.startswith("dec_blocks.")]:
             state_dict["dec_blocks2." + key[len("dec_blocks."):]] = state_dict[key]
-    model = AsymmetricCroCo3DStereo(config)
+    model = model_class(config)(config)
     params = state_dict_to_params(state_dict, model, source, may_be_missing=_is_head,
                                   fill=lambda paths: _random_params(model, paths, seed))
     return model, params
@@ -259,7 +263,7 @@ def _load_pth(path, overrides, croco, seed):
     if not isinstance(model_string, str):
         raise CheckpointError(f"checkpoint {source}: no args.model string to build the model from")
     config = config_from_model_string(model_string, source, overrides)
-    model = AsymmetricCroCo3DStereo(config)
+    model = model_class(config)(config)
     return model, state_dict_to_params(state_dict, model, source)
 
 
@@ -286,7 +290,7 @@ def _load_hf(directory, overrides):
     config = _make_config(kwargs, str(config_path), overrides)
     tensors, metadata = read_safetensors(weights_path)
     check_stored_in_full(tensors, source)
-    model = AsymmetricCroCo3DStereo(config)
+    model = model_class(config)(config)
     return model, state_dict_to_params(tensors, model, source)
 
 
@@ -298,7 +302,7 @@ def _load_converted(directory, overrides):
     if not isinstance(encoded, dict):
         raise CheckpointError(f"checkpoint {directory / CONVERTED_CONFIG}: no 'model_config' object")
     config = _make_config(_decode_config(encoded), str(directory), overrides)
-    model = AsymmetricCroCo3DStereo(config)
+    model = model_class(config)(config)
     target = jax.tree_util.tree_map(
         lambda s: jax.ShapeDtypeStruct(s.shape, jnp.dtype(config.param_dtype)), abstract_params(model)
     )
@@ -312,8 +316,7 @@ def _load_converted(directory, overrides):
 
 
 def load_model(path, croco: bool = False, seed: int = 0, **config_overrides):
-    """Returns (model, params) from an official `.pth`, an HF folder, a converted directory, or the
-    name of a model shipped in the package (`dust3r_jax.shipped.available()`, e.g. "procedural").
+    """Returns (model, params) from an official `.pth`, an HF folder, or a converted directory.
 
     croco: the checkpoint is CroCo pre-training weights: the heads (and only they) may be missing
     and start random, seeded by `seed`. Without it, every tensor must be present; a file that looks
@@ -325,10 +328,6 @@ def load_model(path, croco: bool = False, seed: int = 0, **config_overrides):
     if path.is_dir():
         if (path / CONVERTED_CONFIG).is_file():
             return _load_converted(path, config_overrides)
-        from dust3r_jax import shipped
-
-        if shipped.is_model_name(str(path)):  # "procedural": a model shipped in the package
-            return _load_hf(shipped.shipped_folder(str(path)), config_overrides)
         if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
             return _load_hf(path, config_overrides)
         raise CheckpointError(

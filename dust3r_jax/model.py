@@ -11,6 +11,8 @@ Structure (attribute names mirror the official state dict, so the converter is a
 patch_embed -> enc_blocks_i -> enc_norm (both views, shared weights) -> decoder_embed ->
 dec_blocks_i (view 1, cross-attending to view 2) / dec_blocks2_i (view 2) -> dec_norm ->
 downstream_head1 / downstream_head2 (linear or DPT) -> exp post-processing.
+MASt3R (AsymmetricMASt3R, head_type 'catmlp+dpt') adds 'desc' (B, H, W, 24) and 'desc_conf' (B, H, W)
+to both predictions (dust3r_jax/layers/catmlp_dpt_head.py).
 
 Intermediates are sown into the 'intermediates' collection (names as in the reference fixtures:
 'patch_embed.x', 'enc_blocks.{i}', 'decout1.{l}', 'head1.raw', ...) when `mutable=['intermediates']`.
@@ -23,13 +25,14 @@ import ml_collections
 from dust3r_jax.errors import InputError
 from dust3r_jax.layers.attention import dense
 from dust3r_jax.layers.blocks import DecoderBlock, EncoderBlock, layer_norm
+from dust3r_jax.layers.catmlp_dpt_head import CatMLPDPTHead
 from dust3r_jax.layers.dpt_head import DPTHead
 from dust3r_jax.layers.linear_head import LinearHead
 from dust3r_jax.layers.patch_embed import PatchEmbed, is_portrait
 from dust3r_jax.layers.postprocess import postprocess
-from dust3r_jax.model_config import dpt_hooks, model_config, rope_frequency
+from dust3r_jax.model_config import desc_dim, dpt_hooks, is_mast3r, model_config, rope_frequency
 
-__all__ = ["AsymmetricCroCo3DStereo", "model_config", "check_views"]
+__all__ = ["AsymmetricCroCo3DStereo", "AsymmetricMASt3R", "model_class", "model_config", "check_views"]
 
 
 def check_views(view1, view2, config) -> None:
@@ -113,6 +116,11 @@ class AsymmetricCroCo3DStereo(nn.Module):
         num_channels = 3 + (cfg.conf_mode is not None)
         if cfg.head_type == "linear":
             make_head = lambda: LinearHead(num_channels, cfg.patch_size, **head_kw)
+        elif cfg.head_type == "catmlp+dpt":  # MASt3R
+            make_head = lambda: CatMLPDPTHead(
+                num_channels, dpt_hooks(cfg), desc_dim(cfg), cfg.two_confs, cfg.patch_size,
+                record=not cfg.landscape_only, **head_kw
+            )
         else:
             # in landscape_only mode the heads run inside nn.switch, whose branches must leave the
             # same variables: they record no intermediates there
@@ -234,8 +242,10 @@ class AsymmetricCroCo3DStereo(nn.Module):
             raw2 = self.run_head("downstream_head2", dec2, shape2, tuple(image_hw2))
         self.sow("intermediates", "head1.raw", raw1)
         self.sow("intermediates", "head2.raw", raw2)
-        pred1 = postprocess(raw1, cfg.depth_mode, cfg.conf_mode)
-        pred2 = postprocess(raw2, cfg.depth_mode, cfg.conf_mode)
+        desc = dict(desc_dim=desc_dim(cfg), two_confs=cfg.two_confs, desc_conf_mode=cfg.desc_conf_mode) \
+            if is_mast3r(cfg) else {}
+        pred1 = postprocess(raw1, cfg.depth_mode, cfg.conf_mode, **desc)
+        pred2 = postprocess(raw2, cfg.depth_mode, cfg.conf_mode, **desc)
         pred2["pts3d_in_other_view"] = pred2.pop("pts3d")
         return pred1, pred2
 
@@ -258,3 +268,14 @@ class AsymmetricCroCo3DStereo(nn.Module):
         for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):
             self.sow("intermediates", f"encoded.{name}", value)
         return self.predict_from_tokens(feat1, pos1, shape1, feat2, pos2, shape2, img1.shape[1:3], img2.shape[1:3])
+
+
+class AsymmetricMASt3R(AsymmetricCroCo3DStereo):
+    """MASt3R (naver/mast3r): the same network with the catmlp+dpt head (`config.head_type`), whose
+    predictions also hold 'desc' (B, H, W, desc_dim), unit-norm, and 'desc_conf' (B, H, W).
+    Build its config with `model_config(head_type='catmlp+dpt', output_mode='pts3d+desc24', ...)`."""
+
+
+def model_class(config):
+    """The module class of a config: AsymmetricMASt3R for MASt3R configs, else AsymmetricCroCo3DStereo."""
+    return AsymmetricMASt3R if is_mast3r(config) else AsymmetricCroCo3DStereo

@@ -48,25 +48,46 @@ VITL_BASE_DECODER = dict(
 # Constructor arguments of the official classes that do not change the computation at inference.
 IGNORED_OFFICIAL_KWARGS = ("mask_ratio", "norm_layer")
 
+# MASt3R (naver/mast3r `AsymmetricMASt3R`): its extra constructor arguments with the official
+# defaults. A config holds them only for MASt3R (head_type 'catmlp+dpt' or any of them given), so
+# DUSt3R configs, and the config.json files written from them, are unchanged.
+MAST3R_DEFAULTS = dict(
+    desc_mode="norm",         # descriptors L2-normalised over their channels
+    two_confs=False,          # True: a separate descriptor confidence channel
+    desc_conf_mode=None,      # its (name, min, max); None: conf_mode
+)
+MAST3R_HEAD_TYPES = ("catmlp+dpt",)
+
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
     """Returns a frozen-shape ConfigDict of the model, defaults overridden by `overrides`.
 
     Unknown keys raise ConfigError (a typo must not silently build another model).
     """
-    unknown = sorted(set(overrides) - set(_DEFAULTS) - set(IGNORED_OFFICIAL_KWARGS))
+    defaults = {**_DEFAULTS, **(MAST3R_DEFAULTS if is_mast3r(overrides) else {})}
+    unknown = sorted(set(overrides) - set(defaults) - set(IGNORED_OFFICIAL_KWARGS))
     if unknown:
-        raise ConfigError(f"unknown model config key(s) {unknown}; known: {sorted(_DEFAULTS)}")
-    values = dict(_DEFAULTS)
+        raise ConfigError(f"unknown model config key(s) {unknown}; known: {sorted(defaults)}")
+    values = dict(defaults)
     values.update({k: v for k, v in overrides.items() if k not in IGNORED_OFFICIAL_KWARGS})
-    for key in ("img_size", "depth_mode", "conf_mode"):
-        if isinstance(values[key], list):
+    for key in ("img_size", "depth_mode", "conf_mode", "desc_conf_mode"):
+        if isinstance(values.get(key), list):
             values[key] = tuple(values[key])
     if isinstance(values["img_size"], int):
         values["img_size"] = (values["img_size"], values["img_size"])
     config = ml_collections.ConfigDict(values)
     validate(config)
     return config
+
+
+def is_mast3r(config) -> bool:
+    """True for a MASt3R config (or constructor kwargs): the catmlp+dpt head, or MASt3R's arguments."""
+    return config.get("head_type") in MAST3R_HEAD_TYPES or any(k in config for k in MAST3R_DEFAULTS)
+
+
+def desc_dim(config) -> int:
+    """Descriptor channels of a MASt3R config: output_mode 'pts3d+desc24' -> 24."""
+    return int(config.output_mode[len("pts3d+desc"):])
 
 
 # Sanity bounds, far above every released model (ViT-L: depth 24, width 1024): a checkpoint or
@@ -131,11 +152,13 @@ def validate(config) -> None:
             and 0 < float(pos_embed[len("RoPE"):]) < math.inf):
         # DUSt3R's _encode_image asserts there is no absolute position embedding
         raise ConfigError(f"pos_embed={config.pos_embed!r}: DUSt3R supports only 'RoPE<freq>' (e.g. 'RoPE100')")
-    if config.head_type not in ("linear", "dpt"):
+    if is_mast3r(config):
+        _validate_mast3r(config)
+    elif config.head_type not in ("linear", "dpt"):
         raise ConfigError(f"head_type={config.head_type!r}: expected 'linear' or 'dpt'")
     if config.head_type == "dpt" and config.dec_depth <= 9:
         raise ConfigError(f"the DPT head needs dec_depth > 9 (hooks at 2/4, 3/4 of it); got {config.dec_depth}")
-    if config.output_mode != "pts3d":
+    if config.output_mode != "pts3d" and not is_mast3r(config):
         raise ConfigError(f"output_mode={config.output_mode!r}: only 'pts3d' exists in DUSt3R")
     if config.patch_embed_cls not in ("PatchEmbedDust3R", "ManyAR_PatchEmbed"):
         raise ConfigError(f"patch_embed_cls={config.patch_embed_cls!r}: expected PatchEmbedDust3R or ManyAR_PatchEmbed")
@@ -166,3 +189,27 @@ def dpt_hooks(config) -> tuple[int, ...]:
     """Indices into the head's token list [enc, dec_1, ..., dec_L] that feed the DPT head."""
     depth = config.dec_depth
     return (0, depth * 2 // 4, depth * 3 // 4, depth)
+
+
+def _validate_mast3r(config) -> None:
+    """What the official MASt3R constructor and its head factory accept (mast3r_head_factory)."""
+    if config.head_type != "catmlp+dpt":
+        raise ConfigError(f"head_type={config.head_type!r}: MASt3R supports only 'catmlp+dpt'")
+    mode = config.output_mode
+    dim = mode[len("pts3d+desc"):]
+    if not (isinstance(mode, str) and mode.startswith("pts3d+desc") and dim.isdigit() and 0 < int(dim) <= MAX_WIDTH):
+        raise ConfigError(f"output_mode={mode!r}: the catmlp+dpt head expects 'pts3d+desc<N>', e.g. 'pts3d+desc24'")
+    if config.dec_depth <= 9:
+        # mast3r_head_factory asserts dec_depth > 9; the DPT part hooks decoder layers 2/4, 3/4, 4/4
+        raise ConfigError(f"the catmlp+dpt head of MASt3R needs dec_depth > 9 (the official head factory asserts it); "
+                          f"got {config.dec_depth}")
+    if config.conf_mode is None:
+        raise ConfigError("conf_mode=None: the MASt3R head needs a confidence mode (its desc_conf falls back on it)")
+    if not isinstance(config.two_confs, bool):
+        raise ConfigError(f"two_confs={config.two_confs!r}: expected True or False")
+    if not (isinstance(config.desc_mode, str) and "norm" in config.desc_mode):
+        raise ConfigError(f"desc_mode={config.desc_mode!r}: MASt3R knows only 'norm' (L2-normalised descriptors)")
+    conf = config.desc_conf_mode
+    if conf is not None and not (isinstance(conf, tuple) and len(conf) == 3 and conf[0] in ("exp", "sigmoid")
+                                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in conf[1:])):
+        raise ConfigError(f"desc_conf_mode={conf!r}: expected None or ('exp' | 'sigmoid', min, max)")
