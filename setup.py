@@ -39,9 +39,12 @@ EXTRAS = {
     # OpenEXR: the depth maps of BlendedMVS, MegaDepth, StaticThings3D, Waymo and Habitat are EXR,
     # which neither Pillow nor opencv-python-headless 5 reads.
     "data": ["tensorflow-datasets>=4.9", "grain>=0.2", "array-record>=0.5", "OpenEXR>=3.3"],
+    # the web demo, `dust3r-jax ui` (gradio 6's event API: api_visibility, footer_links)
+    "ui": ["gradio>=6"],
 }
 # pycolmap: the reconstruct tests read our COLMAP export back with COLMAP's own reader.
-EXTRAS["test"] = ["pytest>=7", "pycolmap>=3.10"] + EXTRAS["data"]
+# gradio_client and playwright drive the web demo (playwright with Debian's chromium: no browser download).
+EXTRAS["test"] = ["pytest>=7", "pycolmap>=3.10", "gradio_client>=1", "playwright>=1.40"] + EXTRAS["data"] + EXTRAS["ui"]
 EXTRAS["all"] = sorted({d for k, v in EXTRAS.items() if k != "cuda" for d in v})
 
 setup(

@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("dust3r_jax.commands.train", "train or fine-tune from an ml-collections config"),
     "eval": ("dust3r_jax.commands.evaluate", "evaluate a checkpoint with the test criterion"),
     "export-model": ("dust3r_jax.commands.export_model", "write a training run's params as an official-format Hugging Face folder"),
+    "ui": ("dust3r_jax.commands.ui", "the web demo (gradio): reconstruct uploaded photos in the browser"),
     "build-data": ("dust3r_jax.commands.build_data", "write a preprocessed dataset folder as a TFDS array_record dataset"),
 }
 

@@ -217,16 +217,19 @@ def _store(results: list, positions: list[int], pred1: dict, pred2: dict) -> Non
 
 
 def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
-              device: jax.Device | None = None, reuse_encodings: bool = True) -> list[tuple[dict, dict]]:
-    """Per-pair network outputs [(pred1, pred2), ...] in pair order, numpy, without batch axis."""
+              device: jax.Device | None = None, reuse_encodings: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> list[tuple[dict, dict]]:
+    """Per-pair network outputs [(pred1, pred2), ...] in pair order, numpy, without batch axis.
+
+    progress: optional `progress(done_pairs, total_pairs)`, called after each batch."""
     batches = plan_batches(pairs, batch_size)
     results: list = [None] * len(pairs)
     if device is not None:
         params = jax.device_put(params, device)
-    progress = tqdm(total=len(pairs), desc="inference", unit="pair", disable=not verbose)
+    bar = tqdm(total=len(pairs), desc="inference", unit="pair", disable=not verbose)
     # (models without the encoder/decoder split, such as test stand-ins, run whole pairs)
     if reuse_encodings and hasattr(model, "encode_views") and hasattr(model, "predict_from_tokens"):
-        encodings = encode_images(pairs, model, params, 2 * batch_size, device, progress)
+        encodings = encode_images(pairs, model, params, 2 * batch_size, device, bar)
         for positions, _ in batches:  # symmetric units need no special run once encodings are shared
             padded = _pad(positions, False, batch_size)
             sides = []
@@ -237,7 +240,9 @@ def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
             image_hw = (_image_shape(pairs[positions[0]][0]), _image_shape(pairs[positions[0]][1]))
             pred1, pred2 = _method_fn(model, "predict_from_tokens", *image_hw)(params, *sides[0], *sides[1])
             _store(results, positions, pred1, pred2)
-            progress.update(len(positions))
+            bar.update(len(positions))
+            if progress is not None:
+                progress(sum(r is not None for r in results), len(pairs))
     else:
         for positions, symmetrized in batches:
             padded = _pad(positions, symmetrized, batch_size)
@@ -245,8 +250,10 @@ def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
             if device is not None:
                 view1, view2 = jax.device_put((view1, view2), device)
             _store(results, positions, *_method_fn(model, "__call__", symmetrized)(params, view1, view2))
-            progress.update(len(positions))
-    progress.close()
+            bar.update(len(positions))
+            if progress is not None:
+                progress(sum(r is not None for r in results), len(pairs))
+    bar.close()
     return results
 
 
@@ -278,7 +285,8 @@ def collate(pairs: list, predictions: list) -> dict:
 
 
 def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: bool = True,
-              device: jax.Device | str | None = None, reuse_encodings: bool = True) -> dict:
+              device: jax.Device | str | None = None, reuse_encodings: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> dict:
     """Runs the network on every pair (from `make_pairs`) and collates like the official code.
 
     Two signatures, told apart by the type of `model`:
@@ -294,6 +302,7 @@ def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: boo
       device: where to run: "cpu", "cuda", "gpu", "tpu" or a jax.Device (default: JAX's default device).
       reuse_encodings: encode each distinct image once for all its pairs (same numbers up to
         float32 batch-composition noise, and 2-3x fewer FLOPs on a complete graph).
+      progress: optional `progress(done_pairs, total_pairs)`, called after each batch.
     Returns:
       {"view1", "view2", "pred1", "pred2"}: pred1["pts3d"] (E, H, W, 3) view1 pixels in view1's
       camera frame, pred1["conf"] (E, H, W), pred2["pts3d_in_other_view"] (E, H, W, 3) view2
@@ -310,5 +319,5 @@ def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: boo
                          "from AsymmetricCroCo3DStereo.from_pretrained, which carries them")
     device = resolve_device(device)
     predictions = run_pairs(pairs, model, params, batch_size=batch_size, verbose=verbose, device=device,
-                            reuse_encodings=reuse_encodings)
+                            reuse_encodings=reuse_encodings, progress=progress)
     return collate(pairs, predictions)

@@ -27,7 +27,7 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                  min_conf_thr=3.0, conf="log", dist="l1", base_scale=0.5, pw_break=20.0, focal_break=20.0,
                  optimize_pp=False, allow_pw_adaptors=False, niter_PnP=10, known_poses=None, known_focals=None,
                  known_pp=None, stale_focal=True, pnp_own_focal=False, edge_chunk=0, chunk_iters=50, verbose=False,
-                 seed=0, init_backend="host"):
+                 seed=0, init_backend="host", progress=None):
     """Align the pairwise predictions of `inference()` into one scene.
 
     output: the `inference()` dict (`view1`, `view2` with `idx`; `pred1` {pts3d, conf}; `pred2`
@@ -50,6 +50,7 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
       with image i's focal, True uses image j's (correct when the focals differ).
     edge_chunk: >0 processes pairs in blocks of this many (memory bounded by a block).
     chunk_iters: iterations per jitted chunk between progress-bar updates (verbose=True).
+    progress: optional `progress(done, niter)`, called between chunks (e.g. a web page's bar).
     Returns a `Scene`.
     """
     if niter < 0:
@@ -65,7 +66,8 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                             stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed,
                             pnp_own_focal=pnp_own_focal, init_backend=init_backend)
     params, history = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
-                                   chunk_iters=chunk_iters, progress=verbose)
+                                   chunk_iters=chunk_iters, progress=verbose,
+                                   callback=progress)
     if niter == 0:
         loss = float(optimize.loss_jit(params, problem.data, problem.layout))
     else:

@@ -95,9 +95,10 @@ def _chunk(layout, prepared, trainable, params, opt_state, lrs):
 _chunk_jit = _alignment_jit(_chunk, 0, static_argnums=0, donate_argnums=(3, 4))
 
 
-def run(data, params, layout, lrs, trainable, chunk_iters=50, progress=False):
+def run(data, params, layout, lrs, trainable, chunk_iters=50, progress=False, callback=None):
     """Optimise with the loop jitted in chunks of `chunk_iters` iterations; the host only updates
-    the progress bar between chunks. Returns (params, (niter,) NumPy loss history)."""
+    the progress bar (and calls `callback(done, niter)`, if given) between chunks.
+    Returns (params, (niter,) NumPy loss history)."""
     niter = len(lrs)
     if niter == 0:
         return params, np.zeros((0,), np.float32)
@@ -120,6 +121,8 @@ def run(data, params, layout, lrs, trainable, chunk_iters=50, progress=False):
             last = float(losses[-1])
             bar.set_postfix_str(f"lr={float(lr_chunk[-1]):g} loss={last:g}")
             bar.update(len(lr_chunk))
+        if callback is not None:
+            callback(min((c + 1) * chunk, niter), niter)
     if bar is not None:
         bar.close()
     return params, np.concatenate([np.asarray(h) for h in history])
