@@ -32,7 +32,7 @@ def _parse_size(text):
     return int(text), int(text)
 
 
-def run_one(n, size, graph, niter, edge_chunk, chunk_iters):
+def run_one(n, size, graph, niter, edge_chunk, chunk_iters, init_backend="host"):
     """Runs in the child process; returns a dict of measurements."""
     import resource
 
@@ -50,7 +50,7 @@ def run_one(n, size, graph, niter, edge_chunk, chunk_iters):
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     t0 = time.perf_counter()
-    problem = build_problem(read_pairs(output), stale_focal=False, edge_chunk=edge_chunk)
+    problem = build_problem(read_pairs(output), stale_focal=False, edge_chunk=edge_chunk, init_backend=init_backend)
     jax.block_until_ready(problem.data)
     t_init = time.perf_counter() - t0
     del output
@@ -72,7 +72,7 @@ def run_one(n, size, graph, niter, edge_chunk, chunk_iters):
     stats = device.memory_stats() or {}
     return {
         "n": n, "size": f"{W}x{H}", "graph": graph, "pairs": len(edges), "niter": niter,
-        "edge_chunk": edge_chunk, "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+        "edge_chunk": edge_chunk, "init_backend": init_backend, "device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
         "data_s": round(t_data, 2), "init_s": round(t_init, 2), "compile_s": round(t_compile, 2),
         "iters_s": round(t_iters, 3), "ms_per_iter": round(1e3 * t_iters / niter, 2),
         "final_loss": float(hist[-1]),

@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--niter", type=int, default=300, help="alignment iterations (more than 2 images)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--init-backend", default="host", choices=("host", "device"), help="MST initialisation")
     parser.add_argument("--tag", default=None, help="results file suffix (default: quick or full_<head>)")
     return parser.parse_args(argv)
 
@@ -121,7 +122,8 @@ def run_one(args, model, params, photos: list[Path], size: int, out_dir: Path, t
         if len(images) == 2:
             scene = dust3r_jax.global_align(output, mode="pair")
         else:
-            scene = dust3r_jax.global_align(output, mode="pointcloud", init="mst", niter=args.niter)
+            scene = dust3r_jax.global_align(output, mode="pointcloud", init="mst", niter=args.niter,
+                                            init_backend=getattr(args, "init_backend", "host"))
         scene = scene.clean_pointcloud()
     finally:
         timings["alignment"] = time.perf_counter() - start
