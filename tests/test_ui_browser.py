@@ -113,7 +113,11 @@ def test_reconstruct_reexport_download(browser, server, tmp_path):
     runs = server.network_runs()
     _upload(page, make_images(tmp_path / "photos", 3))
     page.fill("#niter input", "30")
-    _run_and_wait(page, "Reconstructed. 3 image(s)")
+    page.click("#run")
+    # progress from our callbacks: the network's pairs, then the alignment's iterations
+    sync_api.expect(page.get_by_text(re.compile(r"network: \d/6 pairs|global alignment")).first).to_be_visible(
+        timeout=RUN_TIMEOUT_MS)
+    sync_api.expect(page.locator("#status")).to_contain_text("Reconstructed. 3 image(s)", timeout=RUN_TIMEOUT_MS)
     assert server.network_runs() == runs + 1
 
     # the 3D view shows scene.glb; the gallery holds image, depth and confidence per image
@@ -156,4 +160,20 @@ def test_reconstruct_reexport_download(browser, server, tmp_path):
     assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("DUST3R_UI_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["DUST3R_UI_SCREENSHOT"])
+    page.close()
+
+
+def test_graph_controls_appear_only_when_they_apply(browser, server, tmp_path):
+    page = _open(browser, server)
+    _upload(page, make_images(tmp_path / "photos", 4))
+    window, reference = page.locator("#window"), page.locator("#ref_image")
+    sync_api.expect(window).to_be_hidden()
+    sync_api.expect(reference).to_be_hidden()
+    for choice, shown, hidden in (("swin: sliding window", window, reference),
+                                  ("oneref: match one image with all", reference, window),
+                                  ("logwin", window, reference)):
+        page.locator("#scene_graph input").click()
+        page.get_by_role("option", name=re.compile(re.escape(choice))).click()
+        sync_api.expect(shown).to_be_visible()
+        sync_api.expect(hidden).to_be_hidden()
     page.close()
