@@ -134,7 +134,7 @@ def _pairs_from_fixture(arrays):
 
 def test_inference_equals_official_symmetrized_fixtures(reference_dir):
     """The symmetrized-batch cases of the linear checkpoints (the batching this module adds)."""
-    loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
+    from dust3r_jax import loading
     linear = [c for _, c in _forward_cases(reference_dir) if not c["dpt"]]
     # (a fixture set without symmetrized cases: check its first linear case instead)
     wanted = [c for c in linear if c.get("is_symmetrized")] or linear[:1]
@@ -144,13 +144,13 @@ def test_inference_equals_official_symmetrized_fixtures(reference_dir):
 @pytest.mark.slow
 def test_inference_equals_all_official_linear_fixtures(reference_dir):
     """Every load_model case of the linear checkpoints (one compile per case: minutes on 2 cores)."""
-    loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
+    from dust3r_jax import loading
     _check_forward_cases(reference_dir, loading, lambda case: not case["dpt"], rel=1e-4)
 
 
 @pytest.mark.slow
 def test_inference_equals_official_dpt_fixtures(reference_dir):
-    loading = pytest.importorskip("dust3r_jax.loading", reason="the model/loader has not landed yet")
+    from dust3r_jax import loading
     # README 9.2: DPT outputs carry ~1e-3 relative float32 noise (expm1 amplifies batch effects)
     _check_forward_cases(reference_dir, loading, lambda case: case["dpt"], rel=1e-3)
 
