@@ -36,6 +36,10 @@ _EXPORTS = {
     "GlobalAlignerMode": "dust3r_jax.alignment.global_aligner",
     "find_reciprocal_matches": "dust3r_jax.matching",
     "xy_grid": "dust3r_jax.geometry",
+    # MASt3R: its network (the catmlp+dpt head, loaded by load_model) and dense matching
+    "AsymmetricMASt3R": "dust3r_jax.model",
+    "fast_reciprocal_NNs": "dust3r_jax.mast3r.matching",
+    "extract_correspondences": "dust3r_jax.mast3r.matching",
 }
 
 __all__ = sorted(_EXPORTS)
