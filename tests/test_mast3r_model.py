@@ -131,3 +131,11 @@ def test_config_errors_name_the_field():
         model_config(**{**RELEASED_KWARGS, "two_confs": "yes"})
     with pytest.raises(ConfigError, match="desc_conf_mode="):
         model_config(**{**RELEASED_KWARGS, "desc_conf_mode": ("cube", 0, 1)})
+
+
+def test_converted_directory_round_trip(fixture_model, tmp_path):
+    model, params = fixture_model
+    dust3r_jax.save_model(tmp_path / "converted", model, params)
+    model_back, params_back = dust3r_jax.load_model(tmp_path / "converted")
+    assert isinstance(model_back, AsymmetricMASt3R) and model_back.config == model.config
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params_back, params)
