@@ -116,3 +116,29 @@ def test_bad_inputs_are_one_line_errors():
         fast_reciprocal_NNs(a, a[..., :16], dist="dot")
     with pytest.raises(InputError, match="unknown dist='cos'"):
         fast_reciprocal_NNs(a, a, dist="cos")
+
+
+SCENE = REFERENCE / "mast3r" / "sparse_ga" / "scene.npz"
+
+
+def test_pair_correspondences_are_the_official_cache():
+    """Every pair of the 4-view sparse-alignment fixture (smooth descriptors, 96x128): the cached
+    correspondences exactly, their scores to float32 rounding; (j, i) is (i, j) swapped."""
+    from dust3r_jax.mast3r.matching import pair_correspondences
+
+    if not SCENE.is_file():
+        pytest.skip(f"MASt3R sparse-alignment fixture not found at {SCENE}")
+    scene = np.load(SCENE)
+    computed = sorted({k.split("__")[1] for k in scene.files if k.startswith("pred__")})
+    assert len(computed) == 6
+    for key in computed:
+        i, j = map(int, key.split("_"))
+        results = [{"pts3d": scene[f"pred__{key}__{name}_pts3d"], "conf": scene[f"pred__{key}__{name}_conf"],
+                    "desc_conf": scene[f"pred__{key}__{name}_desc_conf"], "desc": scene[f"desc__v{view}"]}
+                   for name, view in (("res11", i), ("res21", j), ("res22", j), ("res12", i))]
+        score, (xy1, xy2, conf) = pair_correspondences(*results, subsample=8)
+        for (name, ours), swapped in zip((("xy1", xy1), ("xy2", xy2)), (xy2, xy1)):
+            np.testing.assert_array_equal(ours, scene[f"corres__{key}__{name}"], err_msg=f"{key} {name}")
+            np.testing.assert_array_equal(swapped, scene[f"corres__{j}_{i}__{name}"], err_msg=f"{j}_{i} {name}")
+        np.testing.assert_allclose(conf, scene[f"corres__{key}__conf"], rtol=1e-6)
+        np.testing.assert_allclose(score, scene[f"corres__{key}__score"], rtol=1e-6)

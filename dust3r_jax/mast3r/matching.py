@@ -25,7 +25,7 @@ from scipy.spatial import KDTree
 
 from dust3r_jax.errors import InputError
 
-__all__ = ["fast_reciprocal_NNs", "extract_correspondences", "merge_corres", "nearest_neighbours"]
+__all__ = ["fast_reciprocal_NNs", "extract_correspondences", "merge_corres", "nearest_neighbours", "pair_correspondences"]
 
 MAX_ITER = 10        # rounds of the walk from a subsampled grid (official)
 _MIN_BUCKET = 64     # smallest padded query count
@@ -241,3 +241,22 @@ def extract_correspondences(feats, qonfs, subsample=8, device=None, ptmap_key="p
                                    ret_xy=True, ret_index=True)
     conf = np.sqrt(np.concatenate(qonf1)[first] * np.concatenate(qonf2)[first])
     return xy1, xy2, conf
+
+
+def pair_correspondences(res11, res21, res22, res12, subsample=8, desc_conf="desc_conf"):
+    """What the official sparse alignment keeps of a pair (i, j) (sparse_ga.forward_mast3r): its
+    correspondences and a matching score.
+
+    res11, res21, res22, res12: the four results of `symmetric_inference` (image i then j from the
+      run (i, j); image j then i from the run (j, i)), dicts of 'pts3d' (H, W, 3), 'conf' (H, W),
+      'desc' (H, W, D) and the confidence named by desc_conf (H, W).
+    Returns (score, (xy1 (K, 2), xy2 (K, 2), conf (K,))): pixels (x, y) of image i and j as
+    `extract_correspondences`; score = (fourth root of the product of the four mean confidences,
+    sum of conf, K). The pair (j, i) is the same with xy1 and xy2 swapped, as the official cache.
+    """
+    results = (res11, res21, res22, res12)
+    xy1, xy2, conf = extract_correspondences([r["desc"] for r in results], [r[desc_conf] for r in results],
+                                             subsample=subsample)
+    means = [np.mean(np.asarray(r["conf"], np.float32), dtype=np.float32) for r in results]
+    conf_score = np.sqrt(np.sqrt(means[0] * means[3] * means[1] * means[2]))  # C11 C12 C21 C22, as official
+    return (float(conf_score), float(np.sum(conf, dtype=np.float32)), len(conf)), (xy1, xy2, conf)
