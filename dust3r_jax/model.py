@@ -275,6 +275,25 @@ class AsymmetricMASt3R(AsymmetricCroCo3DStereo):
     predictions also hold 'desc' (B, H, W, desc_dim), unit-norm, and 'desc_conf' (B, H, W).
     Build its config with `model_config(head_type='catmlp+dpt', output_mode='pts3d+desc24', ...)`."""
 
+    def symmetric_inference(self, view1, view2):
+        """mast3r.cloud_opt.sparse_ga.symmetric_inference: both views encoded once, decoded both ways.
+
+        Call as `model.apply({"params": params}, view1, view2, method="symmetric_inference")`; views
+        as in `__call__`. Returns (res11, res21, res22, res12), each {'pts3d', 'conf', 'desc',
+        'desc_conf'}: views 1 and 2 in camera 1's frame (run (1, 2)), then views 2 and 1 in
+        camera 2's frame (run (2, 1)); arrays (B, H, W, ...) of the view they describe."""
+        check_views(view1, view2, self.config)
+        img1, img2 = view1["img"], view2["img"]
+        shape1, shape2 = _true_shape(view1), _true_shape(view2)
+        with self._precision():
+            feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
+        hw1, hw2 = img1.shape[1:3], img2.shape[1:3]
+        res11, res21 = self.predict_from_tokens(feat1, pos1, shape1, feat2, pos2, shape2, hw1, hw2)
+        res22, res12 = self.predict_from_tokens(feat2, pos2, shape2, feat1, pos1, shape1, hw2, hw1)
+        for res in (res21, res12):  # the official keeps the head's own name
+            res["pts3d"] = res.pop("pts3d_in_other_view")
+        return res11, res21, res22, res12
+
 
 def model_class(config):
     """The module class of a config: AsymmetricMASt3R for MASt3R configs, else AsymmetricCroCo3DStereo."""

@@ -139,3 +139,16 @@ def test_converted_directory_round_trip(fixture_model, tmp_path):
     model_back, params_back = dust3r_jax.load_model(tmp_path / "converted")
     assert isinstance(model_back, AsymmetricMASt3R) and model_back.config == model.config
     jax.tree_util.tree_map(np.testing.assert_array_equal, params_back, params)
+
+
+def test_symmetric_inference_matches_official(fixture_model):
+    """Both decoder runs of one pair (the landscape pair), as sparse_ga.symmetric_inference."""
+    model, params = fixture_model
+    pair = np.load(MAST3R / "matching" / "pair.npz")
+    view1, view2 = views_from_npz(np.load(MAST3R / "forward" / "landscape.npz"))
+    results = jax.jit(lambda p, a, b: model.apply({"params": p}, a, b, method="symmetric_inference"))(
+        params, view1, view2)
+    for name, res in zip(("res11", "res21", "res22", "res12"), results):
+        assert set(res) == {"pts3d", "conf", "desc", "desc_conf"}
+        for key in res:
+            assert_close(res[key][0], pair[f"{name}_{key}"], name=f"{name}_{key}")
