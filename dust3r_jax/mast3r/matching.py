@@ -8,7 +8,7 @@ The walk is the official one, on the host: start from a grid of pixels of image 
 `subsample` pixels from subsample // 2), send each to its nearest neighbour in image 2 and back,
 up to 10 times; a pixel is matched once it comes back to where it was (a reciprocal pair).
 The nearest-neighbour searches are brute force and jitted (`nearest_neighbours`): exact, the
-first of equal scores as torch's blocked argmax, padded to power-of-two counts so that few shapes
+first of equal scores as torch's blocked argmax, padded to a few counts so that few shapes
 compile. They run only for pixels not yet converged, and each distinct pixel once: the walk sends
 many pixels to the same one and the two directions ask the same questions (1.4x to 4x fewer
 searches than the official loop, same answers). 'dot' is the similarity of unit descriptors
@@ -64,12 +64,14 @@ def _nearest(queries, db, dist):
 
 def nearest_neighbours(queries, db, dist="dot"):
     """queries: (Q, D), db: (N, D) arrays (numpy or jax). Returns (Q,) int64 numpy indices into db
-    of each query's nearest neighbour (see `_nearest`). Queries are padded to a power of two."""
+    of each query's nearest neighbour (see `_nearest`). Queries are padded to one of four sizes per
+    octave (the 3072 grid pixels of a 512x384 image exactly), so that few shapes compile."""
     queries = np.asarray(queries, np.float32)
     count = len(queries)
     if count == 0:
         return np.zeros(0, np.int64)
-    padded = np.zeros((max(_MIN_BUCKET, 1 << (count - 1).bit_length()), queries.shape[1]), np.float32)
+    step = max(_MIN_BUCKET, 1 << max((count - 1).bit_length() - 2, 0))  # 4 sizes per octave: <= 25% padding
+    padded = np.zeros((-(-count // step) * step, queries.shape[1]), np.float32)
     padded[:count] = queries
     return np.asarray(_nearest(jnp.asarray(padded), jnp.asarray(db, jnp.float32), dist))[:count].astype(np.int64)
 
