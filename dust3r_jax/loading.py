@@ -316,7 +316,8 @@ def _load_converted(directory, overrides):
 
 
 def load_model(path, croco: bool = False, seed: int = 0, **config_overrides):
-    """Returns (model, params) from an official `.pth`, an HF folder, or a converted directory.
+    """Returns (model, params) from an official `.pth`, an HF folder, a converted directory, or the
+    name of a model shipped in the package (`dust3r_jax.shipped.available()`, e.g. "procedural").
 
     croco: the checkpoint is CroCo pre-training weights: the heads (and only they) may be missing
     and start random, seeded by `seed`. Without it, every tensor must be present; a file that looks
@@ -324,6 +325,10 @@ def load_model(path, croco: bool = False, seed: int = 0, **config_overrides):
     """
     path = Path(os.fspath(path))
     if not path.exists():
+        from dust3r_jax import shipped
+
+        if shipped.is_model_name(str(path)):  # "procedural": a model shipped in the package
+            return _load_hf(shipped.shipped_folder(str(path)), config_overrides)
         raise CheckpointError(f"checkpoint {path}: not found")
     if path.is_dir():
         if (path / CONVERTED_CONFIG).is_file():
