@@ -1,7 +1,7 @@
 """Initialisation of the aligner (host side, NumPy): minimum spanning tree or known poses.
 
-Follows the official `init_minimum_spanning_tree` / `init_from_known_poses` step by step (see
-the fixture README, section 6.3), including its stale-focal quirk, which is kept by default so
+Follows the official `init_minimum_spanning_tree` / `init_from_known_poses` step by step
+(dust3r/cloud_opt/init_im_poses.py), including its stale-focal quirk, which is kept by default so
 that results match the official release (`stale_focal=False` gives the corrected behaviour).
 
 Parameters are handled per image as in `params.py` but with `depth` a list of (H_i * W_i,)

@@ -1,7 +1,7 @@
 """The base class of every training dataset: seeding, crop/resize, the fields of a view.
 
 A dataset is a list of PAIRS. `ds[idx]` (one resolution) or `ds[(idx, ar_idx)]` returns two view
-dicts built exactly as the official `BaseStereoViewDataset` builds them (README 1.1-1.5):
+dicts built exactly as the official `BaseStereoViewDataset` builds them (dust3r/datasets/base/base_stereo_view_dataset.py):
 
     img               (H, W, 3) float32 in [-1, 1] (NHWC once batched; the official one is CHW)
     depthmap          (H, W) float32, finite, 0 = invalid
@@ -12,12 +12,12 @@ dicts built exactly as the official `BaseStereoViewDataset` builds them (README 
     idx               (idx, ar_idx, v) with idx the index this (leaf) dataset received
     dataset, label, instance  str;  rng  int (4 bytes of the generator, drawn last)
 
-Portrait views are transposed to landscape (README 1.5). A subclass implements `__len__`,
+Portrait views are transposed to landscape (`transpose_to_landscape`, dust3r/datasets/base/base_stereo_view_dataset.py). A subclass implements `__len__`,
 `_get_views(idx, resolution, rng)` returning per view `img` (PIL), `depthmap`, `camera_pose`,
 `camera_intrinsics`, `dataset`, `label`, `instance`, and reads files through `self.store`
 (a `FolderStore` on `ROOT`, or the `RecordStore` of a TFDS build: same bytes, same views).
 
-Random numbers (README 1.2): with a truthy `seed` the generator is `default_rng(seed + idx)` at
+Random numbers (`BaseStereoViewDataset.__getitem__`): with a truthy `seed` the generator is `default_rng(seed + idx)` at
 every call, so a view is a function of its index. Without one, the dataset owns one stream,
 created at its first call from `stream_seed` (the loader sets it per worker and epoch; the
 official code uses `torch.initial_seed()`), and every call continues it. A third mode, not in the
@@ -62,7 +62,7 @@ def parse_resolutions(resolution, name="resolution"):
 
 
 class DatasetArithmetic:
-    """`N @ D`, `k * D` and `A + B` on datasets (README 1.7); see `dust3r_jax.data.mixture`."""
+    """`N @ D`, `k * D` and `A + B` on datasets (dust3r/datasets/base/easy_dataset.py); see `dust3r_jax.data.mixture`."""
 
     def __add__(self, other):
         from dust3r_jax.data.mixture import CatDataset
@@ -129,7 +129,7 @@ class ViewDataset(DatasetArithmetic):
         self.index_seed = seed
 
     def _crop_resize_if_necessary(self, image, depthmap, intrinsics, resolution, rng, info=None):
-        """README 1.3; `info` names the frame in errors."""
+        """`_crop_resize_if_necessary` of the official base dataset; `info` names the frame in errors."""
         return view_ops.crop_resize_view(image, depthmap, intrinsics, resolution, rng, self.aug_crop, info=info)
 
     def _generator(self, idx):

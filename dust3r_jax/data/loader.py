@@ -1,6 +1,6 @@
 """Batches of view pairs: the official aspect-ratio sampler, collate to NHWC, hosts and grain.
 
-Sampler (README 1.8), per epoch `e`, for `N` pairs, batch size `B` and `W` processes:
+Sampler (`BatchedRandomSampler`, dust3r/datasets/base/batched_sampler.py), per epoch `e`, for `N` pairs, batch size `B` and `W` processes:
     total   = floor(N / (B * W)) * B * W                      (drop_last)
     g       = default_rng(e + 777);  order = g.shuffle(arange(total))
     feat    = g.integers(n_resolutions, size=ceil(total / B)), each repeated B times
@@ -35,7 +35,7 @@ import numpy as np
 from dust3r_jax.data.mixture import EPOCH_SEED_OFFSET
 from dust3r_jax.errors import ConfigError
 
-# fields that go to the accelerator; the others stay on the host (README 1.9, plus true_shape,
+# fields that go to the accelerator; the others stay on the host (the official `loss_of_one_batch` moves all but `ignore_keys`; plus true_shape,
 # which the JAX model takes as an input array)
 DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")
 _STACKED = ("img", "depthmap", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")

@@ -1,4 +1,4 @@
-"""Dataset arithmetic and dataset strings (README 1.7).
+"""Dataset arithmetic and dataset strings (dust3r/datasets/base/easy_dataset.py).
 
     N @ D   ResizedDataset: N pairs per epoch drawn from D by a permutation seeded `epoch + 777`
             (repeated end to end when N > len(D)); `set_epoch` must be called before use.
@@ -208,7 +208,7 @@ def _fold_unary_plus(node):
     return node
 
 
-# keyword defaults that make the published (README 3.4) training strings runnable: they write
+# keyword defaults that make the published (the official README's training section) training strings runnable: they write
 # `ARKitScenes(...)` without its required split
 PUBLISHED_DEFAULTS = {"ARKitScenes": {"split": "train"}}
 

@@ -1,7 +1,7 @@
 """The per-view geometry of the official training pipeline, in numpy and PIL.
 
-Everything here reproduces the official loader bit for bit (README of the reference datasets,
-sections 1.3 to 1.6), so the small numeric choices are deliberate:
+Everything here reproduces the official loader bit for bit (dust3r/datasets/base/
+base_stereo_view_dataset.py and dust3r/datasets/utils/cropping.py), so the small numeric choices are deliberate:
 
 - intrinsics are float32 matrices in the OpenCV convention (top-left pixel centre at (0, 0));
   every update is computed in float64 from the float32 values and stored back to float32, the
@@ -111,7 +111,7 @@ def principal_point_box(intrinsics, image_wh):
 
 
 def crop_resize_view(image, depthmap, intrinsics, resolution, rng, aug_crop=0, info=None):
-    """The official `_crop_resize_if_necessary` (README 1.3).
+    """The official `_crop_resize_if_necessary` (dust3r/datasets/base/base_stereo_view_dataset.py).
 
     image: PIL RGB `W x H`; depthmap: (H, W) float32; intrinsics: (3, 3) float32 OpenCV;
     resolution: target (w, h) with w >= h; rng: the dataset's `np.random.Generator` (draws an
@@ -147,7 +147,7 @@ def crop_resize_view(image, depthmap, intrinsics, resolution, rng, aug_crop=0, i
 
 
 def depth_to_world_points(depthmap, intrinsics, cam2world):
-    """World points and validity of every pixel (README 1.4).
+    """World points and validity of every pixel (`depthmap_to_absolute_camera_coordinates`, dust3r/utils/geometry.py).
 
     depthmap: (H, W) float32 z-depth; intrinsics: (3, 3) float32 OpenCV, zero skew;
     cam2world: (4, 4) float32. Returns `pts3d (H, W, 3)` float32 in world coordinates (invalid
@@ -169,7 +169,7 @@ def depth_to_world_points(depthmap, intrinsics, cam2world):
 
 
 def transpose_to_landscape(view):
-    """Turn a portrait view (true_shape H > W) to landscape in place (README 1.5).
+    """Turn a portrait view (true_shape H > W) to landscape in place (`transpose_to_landscape`, dust3r/datasets/base/base_stereo_view_dataset.py).
 
     img (H, W, 3) -> (W, H, 3), depthmap/valid_mask (H, W) -> (W, H), pts3d -> (W, H, 3);
     intrinsics get their first two ROWS swapped (as the official code does); pose and true_shape

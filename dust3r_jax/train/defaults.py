@@ -62,7 +62,7 @@ def official_mix(size, resolution, datasets):
                       for name, args in datasets)
 
 
-# the published training mixtures (README section 3.4), minus the unreleased internal dataset;
+# the published training mixtures (the official README's training section), minus the unreleased internal dataset;
 # ARKitScenes' missing split is read as split='train'
 TRAIN_DATASETS = (
     ("Habitat", "1_000_000, split='train', aug_crop=16"),

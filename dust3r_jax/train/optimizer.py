@@ -1,6 +1,6 @@
 """AdamW with the official parameter groups, the official learning-rate schedule, and freezing.
 
-Official recipe (datasets/README.md section 3): PyTorch AdamW, betas (0.9, 0.95), eps 1e-8,
+Official recipe (dust3r/training.py with croco's utils/misc.py): PyTorch AdamW, betas (0.9, 0.95), eps 1e-8,
 weight decay 0.05 decoupled and scaled by the current lr; no decay for parameters with one
 dimension or named `*.bias` (biases and LayerNorm weights); lr warm-up linear from exactly 0 then
 half-cycle cosine down to `min_lr`, both in fractional epochs and evaluated per optimiser step.

@@ -1,6 +1,6 @@
 """ARKitScenes (official preprocessing): pairs of iPhone frames listed in one metadata file.
 
-Layout under ROOT (README 2.3), `<Split>` = `Training` (split='train') or `Test` (split='test'):
+Layout under ROOT (datasets_preprocess/preprocess_arkitscenes.py), `<Split>` = `Training` (split='train') or `Test` (split='test'):
     <Split>/all_metadata.npz          scenes (video ids), sceneids (per image), images (basenames
                                       '<video>_<timestamp>.png'), intrinsics (N,3,3) OpenCV,
                                       trajectories (N,4,4) cam2world, pairs (M, >=2) image indices

@@ -1,6 +1,6 @@
 """BlendedMVS (official preprocessing): pairs of rendered-from-mesh views of 500 scenes.
 
-Layout under ROOT (README 2.5):
+Layout under ROOT (datasets_preprocess/preprocess_blendedMVS.py):
     blendedmvs_pairs.npy        structured array, fields read BY POSITION as
                                 (seq_high, seq_low, img1, img2, score); `seq_low` also by name
     <seq>/<img:08d>.jpg         RGB, 512x384

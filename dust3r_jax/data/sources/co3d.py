@@ -1,6 +1,6 @@
 """Co3d (v2, official preprocessing): object-centric sequences, pairs of nearby frames.
 
-Layout under ROOT (README 2.1):
+Layout under ROOT (datasets_preprocess/preprocess_co3d.py):
     selected_seqs_{split}.json                      {category: {sequence: [frame numbers]}}
     <cat>/<seq>/images/frameNNNNNN.jpg              RGB
     <cat>/<seq>/images/frameNNNNNN.npz              camera_intrinsics (3,3) OpenCV, camera_pose
@@ -12,7 +12,7 @@ A pair index is `sequence * 495 + k`, k indexing the 495 frame-position pairs (i
 j - i in {5, ..., 30}. Each call jitters both positions by U{-4..4} (j first) and clamps them to
 the sequence's frame list (the "pool"). A frame whose crop has no valid depth is flagged invalid
 for this sequence and resolution, and later calls walk past flagged frames in a random direction:
-that state lives in the dataset object (README 4.7), as in the official class. Under the loader's
+that state lives in the dataset object (`Co3d._get_views`'s invalidation cache), as in the official class. Under the loader's
 index-seeded mode (`set_index_seed`), where views must not depend on call history, the flags
 live for one call only.
 """

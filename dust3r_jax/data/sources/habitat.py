@@ -1,6 +1,6 @@
 """Habitat (official preprocessing): five rendered views per sub-scene of indoor scans.
 
-Layout under ROOT (README 2.9):
+Layout under ROOT (datasets_preprocess/habitat/):
     Habitat_{size}_scenes_{split}.txt         one '<dir>/<key>' per line; pair idx = line idx
     <dir>/<key>_<i>.jpeg                       RGB 512x512, i = 1..5
     <dir>/<key>_<i>_depth.exr                  HALF-float z-depth in metres (read as float32)
@@ -11,7 +11,7 @@ Views: draw `c = choice([1, 2, 3, 4])`; the pair is view index 0 (file _1, which
 others) and view index c (file _{c+1}). A view whose camera pose is not finite is replaced by the
 next file (_{(k mod 5) + 1} for k = index, index + 1, ...): every attempt runs the whole load and
 crop, with its random draws, and the `instance` keeps naming the view index asked for, not the file
-used (README 4.10). The images are square, so a non-square resolution draws each view's orientation.
+used (as the official `Habitat` class does). The images are square, so a non-square resolution draws each view's orientation.
 """
 import numpy as np
 

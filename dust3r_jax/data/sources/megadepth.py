@@ -1,6 +1,6 @@
 """MegaDepth (official preprocessing): internet photos of landmarks with SfM depth.
 
-Layout under ROOT (README 2.6):
+Layout under ROOT (datasets_preprocess/preprocess_megadepth.py):
     all_metadata.npz                 scenes (str '<scene> <subscene>'), images (str names ending
                                      in '.jpg'), pairs (structured: scene_id, im1_id, im2_id, score)
     <scene>/<subscene>/<name>.jpg    RGB (the name already ends in .jpg: '...jpg.jpg')
@@ -10,7 +10,7 @@ Layout under ROOT (README 2.6):
 Pair `idx` is row `idx` of `pairs`; view 0 is `im1_id`. No random draws besides the crop's.
 
 Split: the official class is meant to drop scenes 0015 and 0022 for 'train' and keep only them for
-'val', but the split never reaches the selection, so BOTH splits are all pairs (README 2.6, the
+'val', but the split never reaches the selection, so BOTH splits are all pairs (the official `MegaDepth` class, the
 fixtures show it). That is the default here, for parity with the published training and test
 sets; `apply_split=True` applies the intended selection instead.
 """

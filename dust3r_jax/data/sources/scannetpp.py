@@ -1,6 +1,6 @@
 """ScanNet++ (official preprocessing): DSLR and iPhone frames with depth rendered from the scan.
 
-Layout under ROOT (README 2.4):
+Layout under ROOT (datasets_preprocess/preprocess_scannetpp.py):
     all_metadata.npz              as ARKitScenes' (`images` are names without extension)
     <scene>/images/<name>.jpg     RGB, undistorted, covering 920x690
     <scene>/depth/<name>.png      uint16 millimetres, 0 = no surface / anonymised

@@ -1,6 +1,6 @@
 """StaticThings3D (official preprocessing): static FlyingThings3D scenes, stereo cameras, two renders.
 
-Layout under ROOT (README 2.7):
+Layout under ROOT (datasets_preprocess/preprocess_staticthings3d.py):
     staticthings_pairs.npy                      structured array, fields read BY POSITION as
                                                 (scene b'A'|b'B'|b'C', seq, cam1 b'l'|b'r', im1,
                                                 cam2, im2)

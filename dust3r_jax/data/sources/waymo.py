@@ -1,6 +1,6 @@
 """Waymo Open Dataset (official preprocessing): driving scenes with sparse LiDAR depth.
 
-Layout under ROOT (README 2.8):
+Layout under ROOT (datasets_preprocess/preprocess_waymo.py):
     waymo_pairs.npz             scenes (str: the '.tfrecord' segment names, suffix kept),
                                 frames (str '<frame:05d>_<camera 1..5>'), pairs (P, 3) int:
                                 scene index, frame index of view 0, frame index of view 1

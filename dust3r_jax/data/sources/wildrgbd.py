@@ -1,4 +1,4 @@
-"""WildRGB-D (official preprocessing): the Co3d pair logic on other file names (README 2.2).
+"""WildRGB-D (official preprocessing): the Co3d pair logic on other file names (datasets_preprocess/preprocess_wildrgbd.py).
 
 Layout under ROOT:
     selected_seqs_{split}.json                      {category: {'scenes/scene_NNN': [frame ids]}}
