@@ -12,18 +12,20 @@ import ml_collections
 
 from dust3r_jax.errors import ConfigError
 
+# The trunk of every released model and of CroCo v2: ViT-Large encoder, ViT-Base decoder, RoPE100.
+VITL_BASE_DECODER = dict(
+    enc_embed_dim=1024, enc_depth=24, enc_num_heads=16,
+    dec_embed_dim=768, dec_depth=12, dec_num_heads=12, pos_embed="RoPE100",
+)
+
+
 _DEFAULTS = dict(
     img_size=(512, 512),      # training crop size; only the 'cosine' position embedding uses it
     patch_size=16,
-    enc_embed_dim=1024,
-    enc_depth=24,
-    enc_num_heads=16,
-    dec_embed_dim=768,
-    dec_depth=12,
-    dec_num_heads=12,
+    **VITL_BASE_DECODER,
     mlp_ratio=4.0,
     norm_im2_in_dec=True,     # decoder blocks normalise the other view's tokens (norm_y)
-    pos_embed="RoPE100",      # 'RoPE<freq>'; croco's 'cosine' is refused by DUSt3R's encoder
+    # pos_embed 'RoPE<freq>' (in the trunk above); croco's 'cosine' is refused by DUSt3R's encoder
     head_type="linear",       # 'linear' | 'dpt'
     output_mode="pts3d",
     depth_mode=("exp", -math.inf, math.inf),
@@ -37,12 +39,6 @@ _DEFAULTS = dict(
     # precision of float32 matmuls/convolutions: 'highest' keeps GPUs from silently using TF32
     # (the official outputs are true float32); 'default' trades that for speed. Ignored for bf16.
     matmul_precision="highest",
-)
-
-# The trunk of every released model and of CroCo v2: ViT-Large encoder, ViT-Base decoder, RoPE100.
-VITL_BASE_DECODER = dict(
-    enc_embed_dim=1024, enc_depth=24, enc_num_heads=16,
-    dec_embed_dim=768, dec_depth=12, dec_num_heads=12, pos_embed="RoPE100",
 )
 
 # Constructor arguments of the official classes that do not change the computation at inference.

@@ -1,8 +1,7 @@
 """Per-image depth and confidence maps: raw `.npy` and colour-mapped `.png`.
 
-The colour map is a piecewise-linear ramp through five samples of matplotlib's "viridis" (dark
-blue = near / low confidence, yellow = far / high confidence), so no plotting library is needed.
-Pixels the depth map cannot show (not finite, or <= 0) are black.
+The colour map is matplotlib's "viridis" (dark blue = near / low confidence, yellow = far /
+high confidence). Pixels the depth map cannot show (not finite, or <= 0) are black.
 """
 from __future__ import annotations
 
@@ -10,15 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-
-# (position in [0, 1], RGB) samples of viridis
-_RAMP = np.array([
-    [0.00, 68, 1, 84],
-    [0.25, 59, 82, 139],
-    [0.50, 33, 145, 140],
-    [0.75, 94, 201, 98],
-    [1.00, 253, 231, 37],
-], dtype=np.float64)
 
 
 def colorize(values: np.ndarray, valid: np.ndarray | None = None, low: float | None = None,
@@ -36,7 +26,9 @@ def colorize(values: np.ndarray, valid: np.ndarray | None = None, low: float | N
         low, high = 0.0, 1.0
     t = np.clip((values - low) / max(high - low, 1e-12), 0.0, 1.0)
     t = np.where(valid, t, 0.0)
-    rgb = np.stack([np.interp(t, _RAMP[:, 0], _RAMP[:, 1 + c]) for c in range(3)], axis=-1)
+    from matplotlib import colormaps
+
+    rgb = colormaps["viridis"](t)[..., :3] * 255.0
     rgb = np.where(valid[..., None], rgb, 0.0)
     return np.round(rgb).astype(np.uint8)
 

@@ -4,14 +4,14 @@ Every key a user can override with `--config.a.b=value` exists here; an unknown 
 """
 import ml_collections
 
+from dust3r_jax.model_config import VITL_BASE_DECODER
 from dust3r_jax.train.sharding import DEFAULT_RULES
 
 TRAIN_CRITERION = "ConfLoss(Regr3D(L21, norm_mode='avg_dis'), alpha=0.2)"
 TEST_CRITERION = "Regr3D_ScaleShiftInv(L21, gt_scale=True)"
 
-# the published trunk: ViT-Large encoder, ViT-Base decoder, RoPE100, exp depth / exp conf
-FULL_SIZE_MODEL = dict(enc_embed_dim=1024, enc_depth=24, enc_num_heads=16, dec_embed_dim=768,
-                       dec_depth=12, dec_num_heads=12, pos_embed="RoPE100")
+# the published trunk (ViT-Large encoder, ViT-Base decoder, RoPE100), stated once in model_config
+FULL_SIZE_MODEL = VITL_BASE_DECODER
 
 
 def base_config():
