@@ -194,30 +194,13 @@ def quat_to_rotmat(quat):
 def rotmat_to_quat(R):
     """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4) as (x, y, z, w).
 
-    Same branch choice as roma/scipy (largest of the diagonal entries and the trace), so the
-    sign of the returned quaternion matches the official initialisation. NumPy only (host side).
+    scipy's `Rotation.as_quat` (the branch choice roma uses too, so the sign of the quaternion
+    matches the official initialisation). NumPy only (host side).
     """
+    from scipy.spatial.transform import Rotation
+
     R = np.asarray(R, dtype=np.float64)
-    mats = R.reshape(-1, 3, 3)
-    quats = np.empty((len(mats), 4))
-    for n, m in enumerate(mats):
-        decision = np.append(np.diag(m), np.trace(m))
-        choice = int(np.argmax(decision))
-        q = np.empty(4)
-        if choice != 3:
-            i = choice
-            j = (i + 1) % 3
-            k = (j + 1) % 3
-            q[i] = 1 - decision[3] + 2 * m[i, i]
-            q[j] = m[j, i] + m[i, j]
-            q[k] = m[k, i] + m[i, k]
-            q[3] = m[k, j] - m[j, k]
-        else:
-            q[0] = m[2, 1] - m[1, 2]
-            q[1] = m[0, 2] - m[2, 0]
-            q[2] = m[1, 0] - m[0, 1]
-            q[3] = 1 + decision[3]
-        quats[n] = q / np.linalg.norm(q)
+    quats = Rotation.from_matrix(R.reshape(-1, 3, 3)).as_quat()
     return quats.reshape(R.shape[:-2] + (4,))
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dust3r_jax.export.scene import SceneArrays, to_uint8
+from dust3r_jax.geometry import rotmat_to_quat
 
 
 def _num(x) -> str:
@@ -29,25 +30,9 @@ def _num(x) -> str:
 
 
 def rotation_to_quaternion_wxyz(rotation: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation matrix -> unit quaternion (w, x, y, z) with w >= 0 (Shepperd's method)."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = np.trace(m)
-    candidates = [trace, m[0, 0], m[1, 1], m[2, 2]]
-    k = int(np.argmax(candidates))
-    if k == 0:
-        s = np.sqrt(1.0 + trace) * 2
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
-    elif k == 1:
-        s = np.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2]) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
-    elif k == 2:
-        s = np.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2]) * 2
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
-    else:
-        s = np.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1]) * 2
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
+    """(3, 3) rotation matrix -> unit quaternion (w, x, y, z) with w >= 0 (COLMAP's order)."""
+    x, y, z, w = rotmat_to_quat(rotation)
+    q = np.array([w, x, y, z])
     return q if q[0] >= 0 else -q
 
 
