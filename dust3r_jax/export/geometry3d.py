@@ -1,4 +1,4 @@
-"""Point clouds, grid meshes and camera frusta as plain arrays, plus a binary PLY writer.
+"""Point clouds, grid meshes and camera frusta as plain arrays, and the PLY export of a cloud.
 
 Everything here is numpy in, numpy (or a file) out. Frames are the caller's: points and
 `cam2world` in the same world frame, cameras with OpenCV axes (x right, y down, z forward).
@@ -17,25 +17,15 @@ CAMERA_PALETTE = np.array([
 
 
 def write_ply(path: Path, points: np.ndarray, colours: np.ndarray) -> None:
-    """Binary little-endian PLY: `points` (P, 3) float32 xyz, `colours` (P, 3) uint8 RGB."""
-    points = np.asarray(points, dtype="<f4").reshape(-1, 3)
+    """Binary PLY (trimesh's writer): `points` (P, 3) float xyz, `colours` (P, 3) uint8 RGB."""
+    import trimesh
+
+    points = np.asarray(points, dtype=np.float32).reshape(-1, 3)
     colours = np.asarray(colours, dtype=np.uint8).reshape(-1, 3)
     if len(points) != len(colours):
         raise ValueError(f"write_ply: {len(points)} points but {len(colours)} colours")
-    record = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
-    rows = np.empty(len(points), dtype=record)
-    rows["x"], rows["y"], rows["z"] = points.T
-    rows["red"], rows["green"], rows["blue"] = colours.T
-    header = (
-        "ply\nformat binary_little_endian 1.0\n"
-        f"element vertex {len(points)}\n"
-        "property float x\nproperty float y\nproperty float z\n"
-        "property uchar red\nproperty uchar green\nproperty uchar blue\n"
-        "end_header\n"
-    )
-    with open(path, "wb") as f:
-        f.write(header.encode("ascii"))
-        f.write(rows.tobytes())
+    cloud = trimesh.PointCloud(points, colors=colours)
+    Path(path).write_bytes(cloud.export(file_type="ply", encoding="binary"))
 
 
 def grid_mesh(pts3d: np.ndarray, colours: np.ndarray, mask: np.ndarray):
