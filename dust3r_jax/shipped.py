@@ -14,9 +14,24 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # name -> sha256 of model.safetensors (written by `dust3r-jax export-model`)
 SHIPPED = {
-    "procedural": "",
+    "procedural": "c7948e8cc805e8d1a6aa9ebfb839431c82185842667d551f382025091d84a078",
 }
 DEFAULT_MODEL = "procedural"
+
+# The confidence threshold of the official demo, calibrated for the released weights.
+OFFICIAL_MIN_CONF_THR = 3.0
+# A shipped model's own: the 30th percentile of its confidences on held-out scenes (MODEL_CARD.md),
+# so that a point cloud keeps its 70% most confident points.
+MIN_CONF_THR = {
+    "procedural": 1.0,
+}
+
+
+def default_min_conf_thr(weights):
+    """The confidence threshold to use with `weights` (a shipped name, None for the default model,
+    or anything else, which gets the official demo's)."""
+    name = DEFAULT_MODEL if weights is None else str(weights)
+    return MIN_CONF_THR.get(name, OFFICIAL_MIN_CONF_THR)
 
 
 def available():

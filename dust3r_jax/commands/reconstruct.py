@@ -29,6 +29,7 @@ from dust3r_jax.commands import output_folder
 from dust3r_jax.errors import InputError
 from dust3r_jax.hub import resolve_weights
 
+from dust3r_jax import shipped
 from dust3r_jax.shipped import DEFAULT_MODEL
 
 STAGES = ("load images", "load weights", "inference", "alignment", "export")
@@ -57,8 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--niter", type=int, default=300, help="global alignment iterations (>2 images)")
     parser.add_argument("--schedule", default="cosine", choices=("cosine", "linear"), help="learning-rate schedule")
     parser.add_argument("--lr", type=float, default=0.01, help="global alignment learning rate")
-    parser.add_argument("--min-conf-thr", type=float, default=3.0,
-                        help="pixels with confidence above this are kept in the point cloud and COLMAP model")
+    parser.add_argument("--min-conf-thr", type=float, default=None,
+                        help="pixels with confidence above this are kept in the point cloud and COLMAP model; "
+                             "default: 3 (the official demo's), or a shipped model's own (its MODEL_CARD.md)")
     parser.add_argument("--no-clean", action="store_true",
                         help="skip clean_pointcloud() (which drops points hidden behind other views' surfaces)")
     parser.add_argument("--mesh", action="store_true", help="scene.glb holds a mesh instead of a point cloud")
@@ -90,9 +92,12 @@ def _check_arguments(args) -> tuple[Path | None, Path]:
 
 
 def _check_weights(weights) -> Path | None:
-    """--weights as a Path; None stays None (the caller then uses a default model)."""
+    """--weights as a Path (a shipped model's name: its checked folder in the package); None stays
+    None (the caller then uses the default shipped model)."""
     if weights is None:
         return None
+    if shipped.is_model_name(weights) and not Path(weights).exists():
+        return shipped.shipped_folder(weights)  # unknown names: an error listing the shipped ones
     weights = Path(resolve_weights(weights))  # a Hub id: its cached download
     if not weights.exists():
         raise InputError(f"--weights {weights}: no such file or folder")
@@ -107,6 +112,8 @@ def _check_numbers(args) -> None:
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr {args.lr}: must be a finite number > 0")
     # confidences are >= 1: a threshold below keeps every pixel, an infinite one keeps none
+    if args.min_conf_thr is None:  # the official demo's 3, or a shipped model's own threshold
+        args.min_conf_thr = shipped.default_min_conf_thr(args.weights)
     if not (math.isfinite(args.min_conf_thr) and args.min_conf_thr >= 0):
         raise InputError(f"--min-conf-thr {args.min_conf_thr}: must be a finite number >= 0")
 

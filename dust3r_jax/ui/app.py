@@ -30,6 +30,7 @@ from pathlib import Path
 import gradio as gr
 
 from dust3r_jax.errors import InputError
+from dust3r_jax.shipped import default_min_conf_thr
 from dust3r_jax.ui.session import MAX_ITERATIONS, Engine, Reconstruction, RunOptions, ViewOptions, window_bounds
 
 GRAPH_CHOICES = [("complete: all possible image pairs", "complete"), ("swin: sliding window", "swin"),
@@ -182,7 +183,8 @@ def build_app(engine: Engine, root: Path) -> gr.Blocks:
                                   elem_id="ref_image")
         run_button = gr.Button("Run", variant="primary", elem_id="run")
         with gr.Row():
-            min_conf = gr.Slider(label="Minimum confidence", value=3.0, minimum=1.0, maximum=20.0, step=0.1,
+            min_conf = gr.Slider(label="Minimum confidence", value=default_min_conf_thr(engine.weights),
+                                 minimum=1.0, maximum=20.0, step=0.1,
                                  elem_id="min_conf")
             cam_size = gr.Slider(label="Camera size (x automatic)", value=1.0, minimum=0.1, maximum=5.0, step=0.1,
                                  elem_id="cam_size")
