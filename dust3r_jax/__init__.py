@@ -56,3 +56,12 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + __all__)
+
+
+# `inference` is both a submodule and the public function. Python binds a package attribute to
+# its submodule whenever that submodule is first imported (by any code), which would silently turn
+# `from dust3r_jax import inference` into the module. Importing it here, once, and binding the
+# function afterwards keeps the public name the function; the module stays reachable as
+# `from dust3r_jax.inference import ...` or `importlib.import_module("dust3r_jax.inference")`.
+# This is the one eager import of the package.
+from dust3r_jax.inference import inference  # noqa: E402

@@ -1,4 +1,5 @@
 """inference(): batching by shape bucket, symmetric pairs, official output structure, fixture parity."""
+import importlib
 import json
 
 import flax.linen as nn
@@ -220,7 +221,8 @@ def test_shared_encodings_tell_images_apart_by_array_not_label(tiny_real_model):
 def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypatch):
     """From 512 tokens per image (512x384, not 224) the CPU forward compiles with YNNPACK fusions
     off (faster there); results must equal the default compilation, on both inference paths."""
-    import dust3r_jax.inference as inference_module
+    # the module (`dust3r_jax.inference` is the public function)
+    inference_module = importlib.import_module("dust3r_jax.inference")
     from dust3r_jax import xla_cpu
 
     model, params = tiny_real_model
@@ -253,3 +255,13 @@ def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypa
     finally:
         inference_module._COMPILED.clear()
     assert used and all(used)
+
+
+def test_public_inference_is_the_function_whatever_was_imported_first():
+    """`from dust3r_jax import inference` (the official API) is the function even after code
+    imported the submodule of the same name."""
+    import dust3r_jax
+    from dust3r_jax import inference as public
+
+    importlib.import_module("dust3r_jax.inference")
+    assert callable(public) and public is dust3r_jax.inference and public.__name__ == "inference"
