@@ -14,7 +14,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # name -> sha256 of model.safetensors (written by `dust3r-jax export-model`)
 SHIPPED = {
-    "procedural": "c7948e8cc805e8d1a6aa9ebfb839431c82185842667d551f382025091d84a078",
+    "procedural": "feadb867c9b67ed37424c1fd1fcf34bc075a677659b9a53fcf189fcbc317a456",
 }
 DEFAULT_MODEL = "procedural"
 
@@ -23,7 +23,7 @@ OFFICIAL_MIN_CONF_THR = 3.0
 # A shipped model's own: the 30th percentile of its confidences on held-out scenes (MODEL_CARD.md),
 # so that a point cloud keeps its 70% most confident points.
 MIN_CONF_THR = {
-    "procedural": 1.0,
+    "procedural": 1.09,
 }
 
 
