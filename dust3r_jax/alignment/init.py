@@ -100,18 +100,8 @@ def init_from_pts3d(pairs, params, frozen, pts3d, focals, cam2world, base_scale=
     params = {k: (list(v) if k == "depth" else np.array(v)) for k, v in params.items()}
     cam2world = np.array(cam2world, np.float64)
     pts3d = [np.array(p, np.float64) for p in pts3d]
-    known = np.asarray(frozen["im_poses"], bool)
-    if known.any():
-        known_poses = decode_poses(params["im_poses"].astype(np.float64))
-        if known.sum() > 1:
-            s, R, T = align_multiple_poses(cam2world[known], known_poses[known])
-        else:  # one known camera: move the scene rigidly onto it
-            n = int(np.flatnonzero(known)[0])
-            rel = known_poses[n] @ np.linalg.inv(cam2world[n])
-            s, R, T = 1.0, rel[:3, :3], rel[:3, 3]
-        trf = sRT_to_4x4(s, R, T)
-        cam2world = trf @ cam2world
-        cam2world[:, :3, :3] /= s
+    trf, cam2world = move_onto_preset_cameras(cam2world, params, frozen)
+    if trf is not None:
         pts3d = [geotrf(trf, p) for p in pts3d]
 
     log_scales = []
@@ -130,11 +120,31 @@ def init_from_pts3d(pairs, params, frozen, pts3d, focals, cam2world, base_scale=
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_depth = np.log(depth.astype(np.float32).ravel())
             params["depth"][n] = np.nan_to_num(log_depth, nan=0.0, neginf=0.0).astype(np.float32)
-        if not known[n]:
+        if not frozen["im_poses"][n]:
             params["im_poses"][n] = encode_pose(cam2world[n, :3, :3], cam2world[n, :3, 3])
         if focals[n] is not None and not frozen["im_focals"][n]:
             params["im_focals"][n] = focal_break * np.log(focals[n])
     return params
+
+
+def move_onto_preset_cameras(cam2world, params, frozen):
+    """The similarity that moves the scene onto the preset (frozen) cameras, as the official
+    `init_from_pts3d` does, and the cameras moved by it: (trf (4, 4) or None when no pose is
+    preset, cam2world (N, 4, 4) float64 with unit-scale rotations)."""
+    known = np.asarray(frozen["im_poses"], bool)
+    if not known.any():
+        return None, cam2world
+    known_poses = decode_poses(params["im_poses"].astype(np.float64))
+    if known.sum() > 1:
+        s, R, T = align_multiple_poses(cam2world[known], known_poses[known])
+    else:  # one known camera: move the scene rigidly onto it
+        n = int(np.flatnonzero(known)[0])
+        rel = known_poses[n] @ np.linalg.inv(cam2world[n])
+        s, R, T = 1.0, rel[:3, :3], rel[:3, 3]
+    trf = sRT_to_4x4(s, R, T)
+    cam2world = trf @ cam2world
+    cam2world[:, :3, :3] /= s
+    return trf, cam2world
 
 
 def init_mst(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, base_scale=0.5, norm_pw_scale=True,

@@ -33,9 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dust3r_jax.alignment.init import move_onto_preset_cameras
 from dust3r_jax.alignment.params import encode_pose
-from dust3r_jax.geometry import align_multiple_poses, sRT_to_4x4
-from dust3r_jax.alignment.params import decode_poses
 from dust3r_jax.pnp import fast_pnp
 from dust3r_jax.postprocess import estimate_focal
 
@@ -323,19 +322,8 @@ def init_mst_device(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, base_
     _, focals, cam2world, arrays = spanning_tree_device(pairs, min_conf_thr, niter_PnP, stale_focal)
     tree = arrays["tree"]
 
-    known = np.asarray(frozen["im_poses"], bool)
-    trf = np.eye(4)
-    if known.any():  # as init.init_from_pts3d: move the scene onto the preset cameras
-        known_poses = decode_poses(params["im_poses"].astype(np.float64))
-        if known.sum() > 1:
-            s, R, T = align_multiple_poses(cam2world[known], known_poses[known])
-        else:
-            n = int(np.flatnonzero(known)[0])
-            rel = known_poses[n] @ np.linalg.inv(cam2world[n])
-            s, R, T = 1.0, rel[:3, :3], rel[:3, 3]
-        trf = sRT_to_4x4(s, R, T)
-        cam2world = trf @ cam2world
-        cam2world[:, :3, :3] /= s
+    trf, cam2world = move_onto_preset_cameras(cam2world, params, frozen)
+    trf = np.eye(4) if trf is None else trf
 
     world = world_points(arrays["pred"], tree["sims"], tree["src"], jnp.asarray(trf, jnp.float32))
     s, R, T = jax.tree.map(np.asarray, pair_registrations(arrays["pred"], arrays["conf"], world, arrays["edges"]))
@@ -352,7 +340,7 @@ def init_mst_device(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, base_
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_depth = np.log((depth[n, :h, :w].astype(np.float64) * s_factor).astype(np.float32).ravel())
             params["depth"][n] = np.nan_to_num(log_depth, nan=0.0, neginf=0.0).astype(np.float32)
-        if not known[n]:
+        if not frozen["im_poses"][n]:
             params["im_poses"][n] = encode_pose(cam2world[n, :3, :3], cam2world[n, :3, 3])
         if focals[n] is not None and not frozen["im_focals"][n]:
             params["im_focals"][n] = focal_break * np.log(focals[n])
