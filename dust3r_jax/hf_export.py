@@ -6,7 +6,6 @@ layouts (`convert.name_map.official_key` / `from_flax`), so the folder loads wit
 model (`dust3r_jax.shipped`) is written this way.
 """
 import json
-import math
 from pathlib import Path
 
 import jax
@@ -41,10 +40,10 @@ def write_hf_folder(out_dir, config, params, dtype="float32", metadata=None):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_path, weights_path = out_dir / "config.json", out_dir / "model.safetensors"
-    config_json = official_config(config)
     # json writes inf as Infinity, as the official HF configs do (conf_mode's upper bound)
-    assert all(not (isinstance(v, float) and math.isnan(v)) for v in config_json.values())
-    config_path.write_text(json.dumps(config_json, indent=2) + "\n")
+    config_path.write_text(json.dumps(official_config(config), indent=2) + "\n")
     save_file(official_state_dict(params, np.dtype(dtype)), str(weights_path),
-              metadata={k: str(v) for k, v in (metadata or {}).items()})
+              # one metadata entry: safetensors writes several in a random order (a Rust HashMap),
+              # which would give the same weights a different file checksum at every export
+              metadata={"dust3r_jax": json.dumps(metadata, sort_keys=True)} if metadata else None)
     return config_path, weights_path

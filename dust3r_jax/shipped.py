@@ -14,7 +14,7 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 # name -> sha256 of model.safetensors (written by `dust3r-jax export-model`)
 SHIPPED = {
-    "procedural": "feadb867c9b67ed37424c1fd1fcf34bc075a677659b9a53fcf189fcbc317a456",
+    "procedural": "f3fd5ab1e132f02b1599efbddeb7c0052e853d57df6ee5aa49a8f717bf1a78ca",
 }
 DEFAULT_MODEL = "procedural"
 

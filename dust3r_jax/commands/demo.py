@@ -26,19 +26,6 @@ def add_arguments(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def similarity_align(source, target):
-    """Least-squares similarity (scale s, rotation R, translation t) mapping source (N, 3) onto
-    target (N, 3) (Umeyama); returns the mapped source points."""
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    xs, xt = source - mu_s, target - mu_t
-    u, sigma, vt = np.linalg.svd(xt.T @ xs / len(source))
-    fix = np.eye(3)
-    fix[2, 2] = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rotation = u @ fix @ vt
-    scale = np.trace(np.diag(sigma) @ fix) / max(np.mean(np.sum(xs ** 2, axis=1)), 1e-12)
-    return scale * xs @ rotation.T + mu_t
-
-
 def _render_inputs(folder, seed, views):
     import PIL.Image
 
@@ -83,6 +70,8 @@ def _draw(path, images_folder, depth_pairs, gt_poses, pred_poses, metrics):
     import matplotlib.pyplot as plt
     import PIL.Image
 
+    from dust3r_jax.geometry import rigid_points_registration
+
     count = len(depth_pairs)
     figure, axes = plt.subplots(count, 3, figsize=(9, 2.2 * count + 0.6), squeeze=False)
     files = sorted(images_folder.glob("*.png"))
@@ -104,7 +93,8 @@ def _draw(path, images_folder, depth_pairs, gt_poses, pred_poses, metrics):
     plt.close(figure)
     # camera centres seen from above (world y is up), predicted ones brought onto the true ones
     centres_true = gt_poses[:, :3, 3]
-    centres_pred = similarity_align(pred_poses[:, :3, 3], centres_true)
+    scale, rotation, shift = rigid_points_registration(pred_poses[:, :3, 3], centres_true)
+    centres_pred = scale * pred_poses[:, :3, 3] @ rotation.T + shift
     figure, axis = plt.subplots(figsize=(4, 4))
     axis.plot(centres_true[:, 0], centres_true[:, 2], "o", label="true cameras")
     axis.plot(centres_pred[:, 0], centres_pred[:, 2], "x", label="predicted (similarity aligned)")
