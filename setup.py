@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 # Runtime: what `import dust3r_jax` and `dust3r-jax reconstruct` need. PyTorch is never needed:
-# official checkpoints are read by our own restricted unpickler (convert/torch_pickle.py).
+# official checkpoints are read by our own restricted unpickler (dust3r_jax/checkpoints/torch_pickle.py).
 INSTALL_REQUIRES = [
     "jax>=0.10",
     "flax>=0.12",
@@ -52,7 +52,7 @@ setup(
     version="0.1.0",
     description=__doc__,
     python_requires=">=3.11",
-    packages=find_packages(include=["dust3r_jax", "dust3r_jax.*", "convert", "convert.*"]),
+    packages=find_packages(include=["dust3r_jax", "dust3r_jax.*"]),
     # the model shipped in the package (dust3r_jax/models/<name>/: config.json, model.safetensors, card)
     package_data={"dust3r_jax": ["models/*/*.json", "models/*/*.safetensors", "models/*/*.md"]},
     install_requires=INSTALL_REQUIRES,

@@ -1,7 +1,7 @@
 """Params -> a folder in the official Hugging Face format (`config.json` + `model.safetensors`).
 
 The inverse of the HF reader in `dust3r_jax.loading`: tensors get their official names and PyTorch
-layouts (`convert.name_map.official_key` / `from_flax`), so the folder loads with our
+layouts (`dust3r_jax.checkpoints.name_map.official_key` / `from_flax`), so the folder loads with our
 `load_model` and with the official `AsymmetricCroCo3DStereo.from_pretrained` alike. The shipped
 model (`dust3r_jax.shipped`) is written this way.
 """
@@ -23,7 +23,7 @@ def official_config(config):
 
 def official_state_dict(params, dtype=np.float32):
     """{official key: numpy array in the PyTorch layout} of a params pytree."""
-    from convert.name_map import from_flax, official_key
+    from dust3r_jax.checkpoints.name_map import from_flax, official_key
 
     state = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:

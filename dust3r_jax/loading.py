@@ -72,7 +72,7 @@ def state_dict_to_params(state_dict, model, source, may_be_missing=None, fill=No
     Every param must be present, except those for which `may_be_missing(official_key)` is true
     (CroCo pre-training checkpoints have no heads): `fill(paths)` returns {path: array} for them.
     """
-    from convert.name_map import IGNORED_KEYS, alias_target, flax_path, official_key, to_flax
+    from dust3r_jax.checkpoints.name_map import IGNORED_KEYS, alias_target, flax_path, official_key, to_flax
 
     expected = dict(_flatten(abstract_params(model)))
     param_dtype = np.dtype(model.config.param_dtype)
@@ -120,7 +120,7 @@ def check_stored_in_full(state_dict, source) -> None:
     tensors all view one small buffer (the same storage, or stride 0), and converting them would
     allocate the full model. Compares the tensors' total bytes with the distinct bytes they read.
     """
-    from convert.name_map import IGNORED_KEYS, alias_target
+    from dust3r_jax.checkpoints.name_map import IGNORED_KEYS, alias_target
 
     spans, total = [], 0
     for key, tensor in state_dict.items():
@@ -151,7 +151,7 @@ def check_stored_in_full(state_dict, source) -> None:
 
 def _torch_shape(key, flax_shape):
     """The PyTorch shape of a tensor whose Flax shape is `flax_shape` (for error messages)."""
-    from convert.name_map import from_flax
+    from dust3r_jax.checkpoints.name_map import from_flax
 
     return tuple(from_flax(key, np.empty(flax_shape, np.uint8)).shape)
 
@@ -159,7 +159,7 @@ def _torch_shape(key, flax_shape):
 # ---- configs from checkpoints --------------------------------------------------------------------
 def config_from_model_string(model_string, source, overrides):
     """`args.model` of an official checkpoint -> our config, as the official load_model reads it."""
-    from convert import official_load_model_string, parse_model_string
+    from dust3r_jax.checkpoints import official_load_model_string, parse_model_string
 
     class_name, kwargs = parse_model_string(official_load_model_string(model_string, source), source)
     if class_name == "AsymmetricMASt3R":  # mast3r.model.load_model makes the same edits
@@ -186,7 +186,7 @@ def _croco_kwargs(checkpoint, source):
     args = checkpoint.get("args")
     model_string = getattr(args, "model", None)
     if isinstance(model_string, str) and model_string.strip().startswith("CroCoNet"):
-        from convert import parse_model_string
+        from dust3r_jax.checkpoints import parse_model_string
 
         return parse_model_string(model_string, source)[1]
     return None
@@ -231,14 +231,14 @@ def _model_string_kwargs(checkpoint, source):
     model_string = getattr(checkpoint.get("args"), "model", None)
     if not isinstance(model_string, str):
         return {}
-    from convert import parse_model_string
+    from dust3r_jax.checkpoints import parse_model_string
 
     return parse_model_string(model_string, source)[1]
 
 
 # ---- the three sources ---------------------------------------------------------------------------
 def _load_pth(path, overrides, croco, seed):
-    from convert import read_pth
+    from dust3r_jax.checkpoints import read_pth
 
     source = str(path)
     checkpoint = read_pth(path)
@@ -269,7 +269,7 @@ def _load_pth(path, overrides, croco, seed):
 
 def _read_json_object(path, what):
     """A JSON object from `path`; one-line CheckpointError for bad UTF-8, bad JSON or deep nesting."""
-    from convert import parse_json
+    from dust3r_jax.checkpoints import parse_json
 
     try:
         raw = path.read_bytes()
@@ -282,7 +282,7 @@ def _read_json_object(path, what):
 
 
 def _load_hf(directory, overrides):
-    from convert import read_safetensors
+    from dust3r_jax.checkpoints import read_safetensors
 
     config_path, weights_path = directory / "config.json", directory / "model.safetensors"
     source = str(weights_path)

@@ -1,8 +1,8 @@
 """Test-only writer of `torch.save`-format checkpoints, without PyTorch.
 
 Lets tests make `.pth` files (CroCo- or DUSt3R-style checkpoints, bfloat16 tensors, aliased
-tensors, big-endian storages, hostile pickles) that `convert.torch_pickle.read_pth` must read.
-The layout is the one torch >= 1.6 writes (see convert/torch_pickle.py): a zip with
+tensors, big-endian storages, hostile pickles) that `dust3r_jax.checkpoints.read_pth` must read.
+The layout is the one torch >= 1.6 writes (see dust3r_jax/checkpoints/torch_pickle.py): a zip with
 `<archive>/data.pkl` (pickle protocol 2, tensors as `torch._utils._rebuild_tensor_v2` calls over
 persistent storage ids), `<archive>/data/<key>` raw storages, `byteorder`, `version`.
 

@@ -22,8 +22,8 @@ from conftest import REFERENCE
 from pth_writer import (StorageRef, TensorRef, pickle_torch_style, reduce_call_pickle, write_dust3r_checkpoint,
                         write_pth, write_zip_checkpoint)
 
-from convert import official_load_model_string, parse_model_string, read_pth, read_safetensors
-from convert.safetensors_file import SAFETENSORS_DTYPES
+from dust3r_jax.checkpoints import official_load_model_string, parse_model_string, read_pth, read_safetensors
+from dust3r_jax.checkpoints.safetensors_file import SAFETENSORS_DTYPES
 from dust3r_jax.errors import CheckpointError, ConfigError
 
 

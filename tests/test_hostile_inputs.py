@@ -223,7 +223,7 @@ VITL_KEYS = "DUSt3R_ViTLarge_BaseDecoder_224_linear"
 
 
 def _fixture_state_dict(reference_dir):
-    from convert import read_pth
+    from dust3r_jax.checkpoints import read_pth
 
     return dict(read_pth(reference_dir / "models" / "lin224.pth")["model"])
 

@@ -73,7 +73,7 @@ def test_forward_matches_official(fixture_model, case_name, file):
 
 def test_hf_folder_loads_identically(fixture_model, tmp_path):
     """config.json (the constructor arguments, as the Hub's MASt3R folders hold them) + safetensors."""
-    from convert import read_pth
+    from dust3r_jax.checkpoints import read_pth
     from safetensors.numpy import save_file
 
     model, params = fixture_model

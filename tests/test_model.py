@@ -48,7 +48,7 @@ def test_released_configs_parameter_counts(name, expected):
 def test_released_state_dict_maps_one_to_one(reference_dir, name):
     """Every key of the real released checkpoint maps onto one of our params with the right
     shape, and every param of ours is covered (so a real checkpoint loads strictly)."""
-    from convert.name_map import IGNORED_KEYS, alias_target, flax_path, to_flax
+    from dust3r_jax.checkpoints.name_map import IGNORED_KEYS, alias_target, flax_path, to_flax
 
     listing = json.loads((reference_dir / "models" / "official_vitl_state_dict_keys.json").read_text())
     official = listing[f"DUSt3R_ViTLarge_BaseDecoder_{name.split('vitl_')[1]}"]
@@ -101,7 +101,7 @@ def test_converted_directory_round_trip_and_cli(reference_dir, tmp_path):
 
 def _state_dict_of(params):
     """Our params back to an official-style state dict (torch layouts)."""
-    from convert.name_map import from_flax, official_key
+    from dust3r_jax.checkpoints.name_map import from_flax, official_key
 
     flat = {}
     for path, value in zip(_flat_keys(params), jax.tree_util.tree_leaves(params)):
@@ -172,7 +172,7 @@ def test_image_sides_must_be_multiples_of_patch():
 
 
 def test_checkpoint_whose_shapes_disagree_with_its_config(reference_dir, tmp_path):
-    from convert import read_pth
+    from dust3r_jax.checkpoints import read_pth
 
     checkpoint = read_pth(reference_dir / "models" / "lin224.pth")
     model_string = checkpoint["args"].model.replace("dec_embed_dim=64", "dec_embed_dim=128")

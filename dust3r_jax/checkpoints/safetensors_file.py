@@ -19,7 +19,7 @@ import struct
 import ml_dtypes
 import numpy as np
 
-from convert.json_text import parse_json
+from dust3r_jax.checkpoints.json_text import parse_json
 from dust3r_jax.errors import CheckpointError
 
 # safetensors dtype tag -> numpy dtype (little-endian)

@@ -322,7 +322,7 @@ def _describe_non_zip(head: bytes) -> str:
     if head.startswith(b"\xff\xd8\xff"):
         return "a JPEG image, not a torch checkpoint"
     if len(head) >= 9 and head[8:9] == b"{":
-        return "looks like a safetensors file; read it with convert.safetensors_file.read_safetensors"
+        return "looks like a safetensors file; read it with dust3r_jax.checkpoints.read_safetensors"
     if not head:
         return "empty file, not a torch checkpoint"
     return f"not a torch checkpoint (expected a zip archive written by torch.save; starts with {head[:8]!r})"
