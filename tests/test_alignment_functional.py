@@ -84,6 +84,18 @@ def test_lr_schedule_is_the_official_formula():
     np.testing.assert_allclose(lin, [0.01, 0.0075, 0.005, 0.0025])
 
 
+def test_lr_schedule_is_the_official_trace_bitwise(reference_dir):
+    """The learning rate of every iteration of the official 300-iteration cosine runs, exactly."""
+    from tests.test_alignment_cases import ga_cases, load_case
+
+    for name in ga_cases(reference_dir):
+        data, _, spec = load_case(reference_dir, name)
+        kw = spec["compute_global_alignment_kwargs"]
+        lrs = lr_schedule(kw["niter"], kw["lr"], 1e-6, kw["schedule"])
+        assert lrs.dtype == np.float32
+        np.testing.assert_array_equal(lrs, data["trace__lr"], err_msg=name)
+
+
 def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     """On CPU, large layouts compile the alignment with XLA:CPU's YNNPACK fusions off (faster
     there): results must equal a plain `jax.jit`, and an XLA that does not know the option must

@@ -21,16 +21,20 @@ from dust3r_jax.alignment import objective
 
 
 def lr_schedule(niter, lr=0.01, lr_min=1e-6, schedule="cosine"):
-    """(niter,) learning rates: cosine lr_min + (lr - lr_min) (1 + cos(pi t / niter)) / 2, or
-    linear lr + (lr_min - lr) t / niter, for t = 0 .. niter - 1 (official `global_alignment_iter`)."""
-    t = np.arange(niter, dtype=np.float64) / max(niter, 1)
+    """(niter,) learning rates for t = 0 .. niter - 1 (official `global_alignment_iter`): optax's
+    cosine decay lr_min + (lr - lr_min) (1 + cos(pi t / niter)) / 2, or linear lr -> lr_min.
+
+    Evaluated in float64 and rounded once, as the official lr is a Python float: in float32,
+    cos(pi t / niter) near t = niter loses the last iterations' lr to 7e-5 relative."""
     if schedule == "cosine":
-        lrs = lr_min + (lr - lr_min) * (1 + np.cos(t * np.pi)) / 2
+        decay = optax.cosine_decay_schedule(lr - lr_min, max(niter, 1))
+        fn = lambda t: lr_min + decay(t)
     elif schedule == "linear":
-        lrs = lr + (lr_min - lr) * t
+        fn = optax.linear_schedule(lr, lr_min, max(niter, 1))
     else:
         raise InputError(f"schedule must be 'cosine' or 'linear', found {schedule!r}")
-    return lrs.astype(np.float32)
+    with jax.enable_x64(True):
+        return np.asarray(fn(np.arange(niter, dtype=np.float64)), np.float32)
 
 
 def _adam():

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dust3r_jax.errors import ConfigError
+
 # croco's `set_freeze`: which top-level modules each mode freezes (note: not `enc_norm`).
 FROZEN_PREFIXES = {
     "none": (),
@@ -22,28 +24,22 @@ FROZEN_PREFIXES = {
 }
 
 
-def lr_at_epoch(epoch, lr, min_lr, warmup_epochs, epochs):
-    """Official `adjust_learning_rate` at fractional epoch `epoch` (float or traced scalar)."""
-    epoch = jnp.asarray(epoch, jnp.float32)
-    warm = lr * epoch / max(warmup_epochs, 1e-12)
-    span = max(epochs - warmup_epochs, 1e-12)
-    cosine = min_lr + (lr - min_lr) * 0.5 * (1.0 + jnp.cos(math.pi * (epoch - warmup_epochs) / span))
-    return jnp.where(epoch < warmup_epochs, warm, cosine)
-
-
 def make_schedule(lr, min_lr, warmup_epochs, epochs, steps_per_epoch):
-    """optax schedule of the optimiser step count k: lr at fractional epoch k / steps_per_epoch.
+    """optax schedule of the optimiser step count k: croco's `adjust_learning_rate` at fractional
+    epoch k / steps_per_epoch (linear warm-up from 0 over `warmup_epochs`, then half-cycle cosine
+    down to `min_lr` at `epochs`), i.e. optax's warm-up + cosine counted in steps.
 
     With `accum_iter` micro-batches per step, the official lr is set on micro-batch s = k * accum
     of a loader of L = steps_per_epoch * accum micro-batches: epoch + s / L = k / steps_per_epoch.
     """
     if steps_per_epoch <= 0:
         raise ValueError(f"steps_per_epoch must be positive, got {steps_per_epoch}")
-
-    def schedule(count):
-        return lr_at_epoch(count / steps_per_epoch, lr, min_lr, warmup_epochs, epochs)
-
-    return schedule
+    if epochs <= warmup_epochs:
+        raise ConfigError(f"optim.epochs={epochs} must exceed optim.warmup_epochs={warmup_epochs}: "
+                          "the cosine decay follows the warm-up")
+    return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=lr,
+                                              warmup_steps=warmup_epochs * steps_per_epoch,
+                                              decay_steps=epochs * steps_per_epoch, end_value=min_lr)
 
 
 def _path_names(path):
