@@ -7,10 +7,13 @@ Format (https://github.com/huggingface/safetensors):
                               "__metadata__": {str: str}}   (metadata optional)
     rest         byte buffer; tensor `name` is buffer[begin:end], C order, little-endian
 
-We parse it ourselves rather than with `safetensors.numpy` because numpy has no bfloat16 and
-that reader refuses BF16 files (the Hugging Face copies of many models are bf16); `ml_dtypes`
-supplies the numpy dtype. The whole buffer is read with one call and every tensor is a view
-into it, so a 155 MB file costs 155 MB of memory and no per-element Python work.
+The tensors are read by the safetensors library (`safe_open(..., framework="numpy")`). In front of
+it, our own check of the header turns a hostile file into one line naming it before anything is
+allocated: header length against the file, JSON nesting depth (`json_text`), known dtypes, shape
+products in exact integers (numpy's int64 product wraps around) and every tensor inside the file.
+Tensors of the dtypes numpy lacks (bfloat16, float8; the Hugging Face copies of many models are
+bf16), which the library's numpy reader does not return in every version, are the bytes the
+header points at, viewed as the `ml_dtypes` dtype.
 """
 import math
 import os
@@ -18,6 +21,7 @@ import struct
 
 import ml_dtypes
 import numpy as np
+import safetensors
 
 from dust3r_jax.checkpoints.json_text import parse_json
 from dust3r_jax.errors import CheckpointError
@@ -40,6 +44,8 @@ SAFETENSORS_DTYPES = {
     "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
     "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
 }
+# dtypes numpy lacks (ml_dtypes supplies them): read from the bytes the header points at
+_ML_DTYPES = {SAFETENSORS_DTYPES[tag] for tag in ("BF16", "F8_E4M3", "F8_E5M2")}
 
 # a header larger than this is not a real checkpoint (the reference library caps it at 100 MB)
 MAX_HEADER_BYTES = 100_000_000
@@ -95,10 +101,10 @@ def read_safetensors(path) -> tuple[dict, dict]:
     Args:
       path: `.safetensors` file.
     Returns:
-      (tensors, metadata): tensors maps name -> np.ndarray (shape and dtype as stored, views into
-      one shared buffer, in header order); metadata is the header's `__metadata__` dict of strings
-      (empty if none). For DUSt3R's Hugging Face copy the metadata maps alias names
-      (`...scratch.layer_rn.{k}.weight`) to the stored tensor they share.
+      (tensors, metadata): tensors maps name -> np.ndarray (shape and dtype as stored, in header
+      order); metadata is the header's `__metadata__` dict of strings (empty if none). For
+      DUSt3R's Hugging Face copy the metadata maps alias names (`...scratch.layer_rn.{k}.weight`)
+      to the stored tensor they share.
     Raises:
       CheckpointError (one line naming the file): missing file, truncated file, malformed header.
     """
@@ -107,6 +113,8 @@ def read_safetensors(path) -> tuple[dict, dict]:
         raise CheckpointError(f"safetensors {source}: file not found")
     if not os.path.isfile(source):
         raise CheckpointError(f"safetensors {source}: not a regular file")
+    if not np.little_endian:
+        raise CheckpointError(f"safetensors {source}: reading on a big-endian host is not supported")
     file_size = os.path.getsize(source)
     with open(source, "rb") as f:
         prefix = f.read(8)
@@ -117,16 +125,16 @@ def read_safetensors(path) -> tuple[dict, dict]:
             raise CheckpointError(f"safetensors {source}: header length {header_size} exceeds the file "
                                   f"({file_size} bytes); truncated or not a safetensors file")
         raw_header = f.read(header_size)
-        buffer_size = file_size - 8 - header_size
-        entries, metadata = _parse_header(raw_header, buffer_size, source)
-        used = max((end for *_, end in entries.values()), default=0)
-        buffer = np.empty(used, np.uint8)
-        filled = f.readinto(memoryview(buffer))
-        if filled != used:
-            raise CheckpointError(f"safetensors {source}: truncated file (data buffer has {filled} of "
-                                  f"{used} bytes)")
-    if not np.little_endian:
-        raise CheckpointError(f"safetensors {source}: reading on a big-endian host is not supported")
-    tensors = {name: buffer[begin:end].view(dtype).reshape(shape)
-               for name, (dtype, shape, begin, end) in entries.items()}
+    entries, metadata = _parse_header(raw_header, file_size - 8 - header_size, source)
+    data_start = 8 + header_size
+    tensors = {}
+    try:
+        with safetensors.safe_open(source, framework="numpy") as library:
+            for name, (dtype, shape, begin, _) in entries.items():
+                if dtype in _ML_DTYPES:
+                    tensors[name] = np.fromfile(source, dtype, math.prod(shape), offset=data_start + begin).reshape(shape)
+                else:
+                    tensors[name] = library.get_tensor(name)
+    except safetensors.SafetensorError as err:
+        raise CheckpointError(f"safetensors {source}: {err}") from None
     return tensors, {str(k): str(v) for k, v in metadata.items()}
