@@ -18,8 +18,14 @@ Masked selections (`x[mask]` in PyTorch) become masked sums with static shapes s
 jit; a mean over an empty selection is 0, as in the official code. `torch.nanmedian` picks the
 lower middle value for an even count; `_masked_lower_median` reproduces that.
 """
+import ast
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from dust3r_jax import literal
+from dust3r_jax.errors import ConfigError
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -259,22 +265,12 @@ def conf_regr3d_loss(gt1, gt2, pred1, pred2, alpha=0.2, norm_mode="avg_dis"):
 # Official criterion strings (as written in configs and in the official training commands)
 
 
-def _parse_call(node, text):
-    """ast node of `Name(args, kw=const)` -> (name, [args], {kw: value}); args may be nested calls."""
-    import ast
-
+def _criterion_call(node, where):
+    """`Name` or `Name(args, kw=literal)` -> (name, [args as nested calls], {kw: value})."""
     if isinstance(node, ast.Name):
         return node.id, [], {}
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        raise ValueError(f"criterion {text!r}: expected Name(...) calls only")
-    args = [_parse_call(a, text) for a in node.args]
-    kwargs = {}
-    for kw in node.keywords:
-        try:
-            kwargs[kw.arg] = ast.literal_eval(kw.value)
-        except ValueError:
-            raise ValueError(f"criterion {text!r}: argument {kw.arg} must be a constant") from None
-    return node.func.id, args, kwargs
+    name, args, kwargs = literal.call(node, where)
+    return name, [_criterion_call(arg, where) for arg in args], kwargs
 
 
 def criterion_from_string(text):
@@ -282,28 +278,23 @@ def criterion_from_string(text):
 
     Understood: `ConfLoss(Regr3D(L21, norm_mode=..., dist_clip=...), alpha=...)`,
     `Regr3D(L21, norm_mode=..., gt_scale=...)`, `Regr3D_ScaleShiftInv(L21, gt_scale=...)`.
+    Parsed by `dust3r_jax.literal`, never `eval`; a string it does not understand raises ConfigError.
     """
-    import ast
-    import functools
-
-    try:
-        tree = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError:
-        raise ValueError(f"criterion {text!r}: not a Python expression") from None
-    name, args, kwargs = _parse_call(tree, text)
+    where = f"criterion {text!r}"
+    name, args, kwargs = _criterion_call(literal.parse(text, where), where)
 
     def pixel_criterion(call):
         pname, pargs, pkw = call
         if pargs and pargs[0][0] != "L21":
-            raise ValueError(f"criterion {text!r}: only the L21 distance is implemented")
+            raise ConfigError(f"{where}: only the L21 distance is implemented")
         return pname, pkw
 
     if name == "ConfLoss":
         if len(args) != 1:
-            raise ValueError(f"criterion {text!r}: ConfLoss takes one pixel criterion")
+            raise ConfigError(f"{where}: ConfLoss takes one pixel criterion")
         inner, inner_kw = pixel_criterion(args[0])
         if inner != "Regr3D" or set(inner_kw) - {"norm_mode"}:
-            raise ValueError(f"criterion {text!r}: ConfLoss is implemented over Regr3D(L21, norm_mode=...)")
+            raise ConfigError(f"{where}: ConfLoss is implemented over Regr3D(L21, norm_mode=...)")
         return functools.partial(conf_regr3d_loss, alpha=kwargs.get("alpha", 1.0),
                                  norm_mode=inner_kw.get("norm_mode", "avg_dis"))
     pname, pkw = pixel_criterion((name, args, kwargs))
@@ -311,6 +302,6 @@ def criterion_from_string(text):
         return functools.partial(regr3d_loss, **pkw)
     if pname == "Regr3D_ScaleShiftInv":
         if set(pkw) - {"gt_scale"}:
-            raise ValueError(f"criterion {text!r}: Regr3D_ScaleShiftInv takes only gt_scale")
+            raise ConfigError(f"{where}: Regr3D_ScaleShiftInv takes only gt_scale")
         return functools.partial(regr3d_scale_shift_inv_loss, **pkw)
-    raise ValueError(f"criterion {text!r}: unknown criterion {pname!r}")
+    raise ConfigError(f"{where}: unknown criterion {pname!r}")

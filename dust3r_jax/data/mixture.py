@@ -10,9 +10,9 @@ A tuple index `(i, ar_idx)` passes through every wrapper with `ar_idx` unchanged
 
 `parse_dataset(string, roots=..., defaults=...)` builds a mixture from the official syntax, e.g.
 `"100_000 @ Co3d(split='train', aug_crop=16, mask_bg='rand', resolution=224, transform=ColorJitter)
- + 100_000 @ ARKitScenes(aug_crop=256, resolution=224)"`. It parses with `ast`, never `eval`: only
-the nine dataset classes, `+`, `*`, `@`, unary `+` and literal arguments are accepted (the names
-`ImgNorm` / `ColorJitter` are accepted as transform values). `ROOT` may be omitted when `roots`
+ + 100_000 @ ARKitScenes(aug_crop=256, resolution=224)"`. It parses with `dust3r_jax.literal`, never
+`eval`: only the dataset classes, `+`, `*`, `@`, unary `+` and literal arguments are accepted (the
+names `ImgNorm` / `ColorJitter` are accepted as transform values). `ROOT` may be omitted when `roots`
 maps the class name to a folder (the published strings omit it); `defaults` supplies per-class
 keyword defaults (e.g. `{'ARKitScenes': {'split': 'train'}}` for the published strings).
 """
@@ -20,6 +20,7 @@ import ast
 
 import numpy as np
 
+from dust3r_jax import literal
 from dust3r_jax.data.base import DatasetArithmetic
 from dust3r_jax.data.views import TRANSFORMS
 from dust3r_jax.errors import ConfigError, InputError
@@ -153,16 +154,6 @@ def leaves_of(dataset):
 # dataset strings
 
 
-def _literal(node, where):
-    if isinstance(node, ast.Name) and node.id in TRANSFORMS:
-        return node.id  # transform=ColorJitter names a transform
-    try:
-        return ast.literal_eval(node)
-    except ValueError:
-        raise ConfigError(f"dataset string: {where}: only literal values are allowed, "
-                          f"found {ast.unparse(node)!r}") from None
-
-
 def _build(node, roots, defaults, stores):
     from dust3r_jax.data.sources import SOURCE_NAMES, get_source
 
@@ -170,21 +161,17 @@ def _build(node, roots, defaults, stores):
         if isinstance(node.op, ast.Add):
             return _build(node.left, roots, defaults, stores) + _build(node.right, roots, defaults, stores)
         if isinstance(node.op, (ast.Mult, ast.MatMult)):
-            count = _literal(node.left, "left of '*' / '@'")
+            count = literal.literal(node.left, "dataset string: left of '*' / '@'")
             dataset = _build(node.right, roots, defaults, stores)
             return count * dataset if isinstance(node.op, ast.Mult) else count @ dataset
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):  # '+ 100_000 @ D' is +N @ D
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):  # '+ D' is D
         return _build(node.operand, roots, defaults, stores)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        name = node.func.id
+        name, arg_nodes, written = literal.call(node, "dataset string", names=TRANSFORMS)
         if name not in SOURCE_NAMES:
             raise ConfigError(f"dataset string: unknown dataset {name!r}, expected one of {sorted(SOURCE_NAMES)}")
-        kwargs = dict((defaults or {}).get(name, {}))
-        for keyword in node.keywords:
-            if keyword.arg is None:
-                raise ConfigError(f"dataset string: {name}(**...) is not allowed")
-            kwargs[keyword.arg] = _literal(keyword.value, f"{name}({keyword.arg}=...)")
-        args = [_literal(arg, f"{name}(...)") for arg in node.args]
+        kwargs = {**(defaults or {}).get(name, {}), **written}
+        args = [literal.literal(arg, f"dataset string: {name}(...)", names=TRANSFORMS) for arg in arg_nodes]
         if "ROOT" not in kwargs and name in (roots or {}):
             kwargs["ROOT"] = roots[name]
         if stores is not None and "ROOT" not in kwargs:
@@ -197,15 +184,6 @@ def _build(node, roots, defaults, stores):
         except TypeError as err:
             raise ConfigError(f"dataset string: {name}(...): {err}") from None
     raise ConfigError(f"dataset string: {ast.unparse(node)!r} is not a dataset, 'N @ D', 'k * D' or 'A + B'")
-
-
-def _fold_unary_plus(node):
-    """'+ N @ D' parses as (+N) @ D: drop the unary plus on numbers."""
-    for child in ast.walk(node):
-        for field, value in ast.iter_fields(child):
-            if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.UAdd) and isinstance(value.operand, ast.Constant):
-                setattr(child, field, value.operand)
-    return node
 
 
 # keyword defaults that make the published (the official README's training section) training strings runnable: they write
@@ -228,12 +206,9 @@ def parse_dataset(text, roots=None, defaults=None, stores=None, tfds_data_dir=No
         stores = tfds_stores(tfds_data_dir, skip=set(roots or ()))
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"dataset string: empty or not a string: {text!r}")
+    tree = literal.parse(text, f"dataset string {literal.shorten(text.strip(), 80)!r}")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as err:
-        raise ConfigError(f"dataset string: syntax error at column {err.offset}: {text.strip()!r}") from None
-    try:
-        return _build(_fold_unary_plus(tree.body), roots, defaults, stores)
+        return _build(tree, roots, defaults, stores)
     except InputError:
         raise
     except Exception as err:
