@@ -24,6 +24,8 @@ How it differs from the official loop (same numbers, up to float32 batch-composi
 """
 from __future__ import annotations
 
+import functools
+import math
 from collections import OrderedDict
 from typing import Callable
 
@@ -32,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from dust3r_jax import xla_cpu
+from dust3r_jax import meshes, xla_cpu
 from dust3r_jax.devices import resolve_device
 from dust3r_jax.errors import InputError
 from dust3r_jax.pretrained import PretrainedModel
@@ -118,9 +120,12 @@ def _stack_views(pairs: list, positions: list[int], side: int) -> dict:
     return {"img": img, "true_shape": true_shape}
 
 
-def _pad(positions: list[int], symmetrized: bool, batch_size: int) -> list[int]:
+def _pad(positions: list[int], symmetrized: bool, batch_size: int, multiple: int = 1) -> list[int]:
+    """`positions` padded (by repeating the last pair, or the last symmetric unit) to the next power
+    of two (at most `batch_size`), then to a multiple of `multiple` (the device count of a mesh)."""
     step = 2 if symmetrized else 1
     target = _padded_size(len(positions), batch_size - batch_size % step if symmetrized else batch_size, step)
+    target = meshes.round_up(target, math.lcm(step, multiple))
     padded = list(positions)
     while len(padded) < target:
         padded.extend(positions[-step:])
@@ -175,14 +180,69 @@ def _method_fn(model, method: str, *static) -> Callable:
     return entry[1]
 
 
+class Placement:
+    """Where a batch runs: JAX's default device, one given device, or split along its first axis
+    over every device of a mesh (params replicated). Results come back to the host of every process."""
+
+    def __init__(self, device: jax.Device | None = None, mesh=None):
+        self.device, self.mesh = device, mesh
+        self.multiple = 1 if mesh is None else meshes.mesh_size(mesh)
+
+    def params(self, params):
+        if self.mesh is not None:
+            return meshes.put_replicated(params, self.mesh)
+        return params if self.device is None else jax.device_put(params, self.device)
+
+    def batch(self, batch):
+        if self.mesh is not None:
+            return meshes.put_batch(batch, self.mesh)
+        return batch if self.device is None else jax.device_put(batch, self.device)
+
+    def take_rows(self, table, rows):
+        """table[rows] for a pytree of (N, ...) device arrays, placed like a batch (jitted: the rows
+        never leave the devices)."""
+        return _row_taker(self.mesh)(table, self.batch(np.asarray(rows, np.int32)))
+
+
+@functools.cache
+def _row_taker(mesh):
+    def take(table, rows):
+        return jax.tree.map(lambda x: x[rows], table)
+    if mesh is None:
+        return jax.jit(take)
+    # (a spec naming only the first axis fits the tokens and the positions alike)
+    return jax.jit(take, out_shardings=meshes.sharded_along(mesh, 0, 1))
+
+
+class Encodings:
+    """Every distinct image of some pairs encoded once: per image shape, a table of tokens
+    (N, T, E) and token positions (N, T, 2) on the devices (split along N over a mesh), and for each
+    image (by the identity of its `img` array) its (table, row)."""
+
+    def __init__(self):
+        self.tables: list = []   # [(tokens, positions)] per image shape
+        self.where: dict = {}    # id(view["img"]) -> (table, row)
+
+    def __len__(self):
+        return len(self.where)
+
+    def rows(self, keys: list, placement: Placement):
+        """(tokens (B, T, E), positions (B, T, 2)) of the images `keys` (all of one shape)."""
+        table = {self.where[k][0] for k in keys}
+        assert len(table) == 1, "a batch holds images of one shape"
+        return placement.take_rows(self.tables[table.pop()], [self.where[k][1] for k in keys])
+
+
 def encode_images(pairs: list, model, params, batch_size: int = 16, device: jax.Device | None = None,
-                  progress=None) -> dict:
-    """Encodes every distinct image of `pairs` once: {id(view['img']): (tokens (N, E), positions (N, 2))}.
+                  progress=None, placement: Placement | None = None) -> Encodings:
+    """Encodes every distinct image of `pairs` once (see `Encodings`).
 
     Images are told apart by the identity of their `img` array (make_pairs shares one dict per
     image), never by their labels, so two different images can't be mixed up. Batches hold one
-    image shape, padded to a power of two as pair batches are.
+    image shape, padded to a power of two as pair batches are (and to a multiple of the mesh).
+    `params` must already be placed (`placement.params`).
     """
+    placement = placement or Placement(device)
     views: dict = {}
     for pair in pairs:
         for view in pair:
@@ -190,25 +250,28 @@ def encode_images(pairs: list, model, params, batch_size: int = 16, device: jax.
     by_shape: OrderedDict = OrderedDict()
     for key, view in views.items():
         by_shape.setdefault(_image_shape(view), []).append(key)
+    batch_size = meshes.round_up(batch_size, placement.multiple)
     encode = _method_fn(model, "encode_views")
-    encodings = {}
+    encodings = Encodings()
     for keys in by_shape.values():
+        outputs = []
         for start in range(0, len(keys), batch_size):
             chunk = keys[start:start + batch_size]
-            padded = _pad(chunk, False, batch_size)
-            batch = _stack_views([(views[k],) for k in padded], range(len(padded)), 0)
-            if device is not None:
-                batch = jax.device_put(batch, device)
-            tokens, positions = encode(params, batch)
+            padded = _pad(chunk, False, batch_size, placement.multiple)
+            batch = placement.batch(_stack_views([(views[k],) for k in padded], range(len(padded)), 0))
+            outputs.append(encode(params, batch))
             for row, key in enumerate(chunk):
-                encodings[key] = (tokens[row], positions[row])
+                encodings.where[key] = (len(encodings.tables), start + row)
             if progress is not None:
                 progress.set_postfix_str(f"encoded {len(encodings)}/{len(views)} images")
+        # one table per shape: batch b's rows start at b * batch_size (earlier batches are full)
+        encodings.tables.append(outputs[0] if len(outputs) == 1 else jax.tree.map(
+            lambda *parts: jnp.concatenate(parts), *outputs))
     return encodings
 
 
 def _store(results: list, positions: list[int], pred1: dict, pred2: dict) -> None:
-    pred1, pred2 = jax.device_get((pred1, pred2))
+    pred1, pred2 = meshes.fetch((pred1, pred2))
     for row, position in enumerate(positions):  # padding rows are dropped here
         results[position] = (
             {k: np.asarray(v[row], dtype=np.float32) for k, v in pred1.items()},
@@ -218,25 +281,28 @@ def _store(results: list, positions: list[int], pred1: dict, pred2: dict) -> Non
 
 def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
               device: jax.Device | None = None, reuse_encodings: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> list[tuple[dict, dict]]:
+              progress: Callable[[int, int], None] | None = None, mesh=None) -> list[tuple[dict, dict]]:
     """Per-pair network outputs [(pred1, pred2), ...] in pair order, numpy, without batch axis.
 
+    mesh: run each batch split along its pairs over every device of this mesh (`batch_size` is
+    rounded up to a multiple of the device count; padding pairs are dropped). None: one device.
     progress: optional `progress(done_pairs, total_pairs)`, called after each batch."""
+    placement = Placement(device, mesh)
+    batch_size = meshes.round_up(batch_size, placement.multiple)
     batches = plan_batches(pairs, batch_size)
     results: list = [None] * len(pairs)
-    if device is not None:
-        params = jax.device_put(params, device)
+    params = placement.params(params)
     bar = tqdm(total=len(pairs), desc="inference", unit="pair", disable=not verbose)
     # (models without the encoder/decoder split, such as test stand-ins, run whole pairs)
     if reuse_encodings and hasattr(model, "encode_views") and hasattr(model, "predict_from_tokens"):
-        encodings = encode_images(pairs, model, params, 2 * batch_size, device, bar)
+        encodings = encode_images(pairs, model, params, 2 * batch_size, progress=bar, placement=placement)
         for positions, _ in batches:  # symmetric units need no special run once encodings are shared
-            padded = _pad(positions, False, batch_size)
+            padded = _pad(positions, False, batch_size, placement.multiple)
             sides = []
             for side in (0, 1):
-                tokens, token_positions = zip(*(encodings[id(pairs[p][side]["img"])] for p in padded))
+                tokens, token_positions = encodings.rows([id(pairs[p][side]["img"]) for p in padded], placement)
                 true_shape = np.stack([np.asarray(pairs[p][side]["true_shape"], np.int32).reshape(2) for p in padded])
-                sides.append((jnp.stack(tokens), jnp.stack(token_positions), true_shape))
+                sides.append((tokens, token_positions, placement.batch(true_shape)))
             image_hw = (_image_shape(pairs[positions[0]][0]), _image_shape(pairs[positions[0]][1]))
             pred1, pred2 = _method_fn(model, "predict_from_tokens", *image_hw)(params, *sides[0], *sides[1])
             _store(results, positions, pred1, pred2)
@@ -245,10 +311,8 @@ def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
                 progress(sum(r is not None for r in results), len(pairs))
     else:
         for positions, symmetrized in batches:
-            padded = _pad(positions, symmetrized, batch_size)
-            view1, view2 = _stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)
-            if device is not None:
-                view1, view2 = jax.device_put((view1, view2), device)
+            padded = _pad(positions, symmetrized, batch_size, placement.multiple)
+            view1, view2 = placement.batch((_stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)))
             _store(results, positions, *_method_fn(model, "__call__", symmetrized)(params, view1, view2))
             bar.update(len(positions))
             if progress is not None:
@@ -286,7 +350,7 @@ def collate(pairs: list, predictions: list) -> dict:
 
 def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: bool = True,
               device: jax.Device | str | None = None, reuse_encodings: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> dict:
+              progress: Callable[[int, int], None] | None = None, mesh=None) -> dict:
     """Runs the network on every pair (from `make_pairs`) and collates like the official code.
 
     Two signatures, told apart by the type of `model`:
@@ -299,7 +363,14 @@ def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: boo
         `true_shape` (1, 2) int32, `idx`, `instance`).
       model, params: from `dust3r_jax.load_model`.
       batch_size: pairs per forward call (the official default is 8).
-      device: where to run: "cpu", "cuda", "gpu", "tpu" or a jax.Device (default: JAX's default device).
+      device: run on this one device: "cpu", "cuda", "gpu", "tpu" or a jax.Device.
+      mesh: run each batch split along its pairs over the devices of this `jax.sharding.Mesh`
+        (params replicated; batches padded to a multiple of the device count, padding dropped).
+        Default (no device, no mesh): every device JAX sees, when it sees more than one
+        (`meshes.data_mesh()`), else the default device. `mesh=False`: the default device only.
+        Multi-host (after `jax.distributed.initialize`): every process makes the same call with
+        the same pairs; each process's devices compute their share of every batch and every
+        process gets the whole output.
       reuse_encodings: encode each distinct image once for all its pairs (same numbers up to
         float32 batch-composition noise, and 2-3x fewer FLOPs on a complete graph).
       progress: optional `progress(done_pairs, total_pairs)`, called after each batch.
@@ -318,6 +389,21 @@ def inference(pairs: list, model, params=None, batch_size: int = 8, verbose: boo
         raise InputError("inference(pairs, model, params): no params; pass the params of load_model, or a model "
                          "from AsymmetricCroCo3DStereo.from_pretrained, which carries them")
     device = resolve_device(device)
+    mesh = default_mesh(device, mesh)
     predictions = run_pairs(pairs, model, params, batch_size=batch_size, verbose=verbose, device=device,
-                            reuse_encodings=reuse_encodings, progress=progress)
+                            reuse_encodings=reuse_encodings, progress=progress, mesh=mesh)
     return collate(pairs, predictions)
+
+
+def default_mesh(device, mesh):
+    """The mesh `inference` runs on: the one given; none when a device is given or mesh=False;
+    otherwise all devices when JAX sees more than one."""
+    if mesh is False:
+        return None
+    if mesh is not None:
+        if device is not None:
+            raise InputError("inference: give a device or a mesh, not both")
+        return mesh
+    if device is None and jax.device_count() > 1:
+        return meshes.data_mesh()
+    return None

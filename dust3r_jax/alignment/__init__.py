@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from dust3r_jax import meshes
 from dust3r_jax.errors import InputError
 from dust3r_jax.alignment import optimize
 from dust3r_jax.alignment.inputs import PairPredictions, read_pairs
@@ -27,7 +28,7 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                  min_conf_thr=3.0, conf="log", dist="l1", base_scale=0.5, pw_break=20.0, focal_break=20.0,
                  optimize_pp=False, allow_pw_adaptors=False, niter_PnP=10, known_poses=None, known_focals=None,
                  known_pp=None, stale_focal=True, pnp_own_focal=False, edge_chunk=0, chunk_iters=50, verbose=False,
-                 seed=0, init_backend="host", progress=None):
+                 seed=0, init_backend="host", progress=None, mesh=None):
     """Align the pairwise predictions of `inference()` into one scene.
 
     output: the `inference()` dict (`view1`, `view2` with `idx`; `pred1` {pts3d, conf}; `pred2`
@@ -51,6 +52,10 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
     edge_chunk: >0 processes pairs in blocks of this many (memory bounded by a block).
     chunk_iters: iterations per jitted chunk between progress-bar updates (verbose=True).
     progress: optional `progress(done, niter)`, called between chunks (e.g. a web page's bar).
+    mesh: a `jax.sharding.Mesh` (e.g. `dust3r_jax.meshes.data_mesh()`): the pair data (pointmaps,
+      confidences) split along the pairs over all its devices, parameters replicated; one jitted
+      program whose gradient is all-reduced once per step. Memory per device ~1/N of the pair data.
+      Multi-host: every process makes the same call. None: one device (JAX's default).
     Returns a `Scene`.
     """
     if niter < 0:
@@ -64,15 +69,15 @@ def global_align(output, mode="pointcloud", init="mst", niter=300, schedule="cos
                             optimize_pp=optimize_pp, allow_pw_adaptors=allow_pw_adaptors, niter_PnP=niter_PnP,
                             known_poses=known_poses, known_focals=known_focals, known_pp=known_pp,
                             stale_focal=stale_focal, edge_chunk=edge_chunk, seed=seed,
-                            pnp_own_focal=pnp_own_focal, init_backend=init_backend)
+                            pnp_own_focal=pnp_own_focal, init_backend=init_backend, mesh=mesh)
     params, history = optimize.run(problem.data, problem.params, problem.layout, lrs, problem.trainable,
                                    chunk_iters=chunk_iters, progress=verbose,
                                    callback=progress)
     if niter == 0:
-        loss = float(optimize.loss_jit(params, problem.data, problem.layout))
+        loss = float(meshes.fetch(optimize.loss_jit(params, problem.data, problem.layout)))
     else:
         loss = float(history[-1])
-    if not math.isfinite(loss) or not all(np.all(np.isfinite(np.asarray(p))) for p in _leaves(params)):
+    if not math.isfinite(loss) or not all(np.all(np.isfinite(p)) for p in _leaves(meshes.fetch(params))):
         raise InputError("global alignment diverged (non-finite loss or parameters); check the predictions "
                          "(confidences, NaN) or lower lr")
     return scene_from_params(problem, params, loss, history)

@@ -64,8 +64,10 @@ class Layout:
         return sum(self.imshapes[j][0] * self.imshapes[j][1] for _, j in self.edges)
 
 
-def make_layout(imshapes, edges, edge_chunk=0, **options):
-    """Group images by shape (first-seen order) and lay each side of the pairs out by image."""
+def make_layout(imshapes, edges, edge_chunk=0, slot_multiple=1, **options):
+    """Group images by shape (first-seen order) and lay each side of the pairs out by image.
+    slot_multiple: pad the pair slots D of every side group to a multiple of this (the device
+    count when the slots are sharded over a mesh; padded slots weigh nothing)."""
     imshapes = tuple(tuple(int(s) for s in hw) for hw in imshapes)
     edges = tuple((int(i), int(j)) for i, j in edges)
     shapes = list(dict.fromkeys(imshapes))
@@ -77,6 +79,7 @@ def make_layout(imshapes, edges, edge_chunk=0, **options):
             D = max(len(p) for p in per_image)
             if D == 0:
                 continue
+            D = -(-D // slot_multiple) * slot_multiple
             ids = tuple(tuple(p + [-1] * (D - len(p))) for p in per_image)
             side_groups.append(SideGroup(side, g, ids))
     return Layout(imshapes, edges, image_groups, tuple(side_groups), int(edge_chunk or 0), **options)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dust3r_jax import xla_cpu
+from dust3r_jax import meshes, xla_cpu
 from dust3r_jax.errors import InputError
 from dust3r_jax.alignment import objective
 
@@ -122,14 +122,14 @@ def run(data, params, layout, lrs, trainable, chunk_iters=50, progress=False, ca
         params, opt_state, losses = _chunk_jit(layout, prepared, trainable, params, opt_state, lr_chunk)
         history.append(losses)
         if bar is not None:
-            last = float(losses[-1])
+            last = float(meshes.fetch(losses)[-1])
             bar.set_postfix_str(f"lr={float(lr_chunk[-1]):g} loss={last:g}")
             bar.update(len(lr_chunk))
         if callback is not None:
             callback(min((c + 1) * chunk, niter), niter)
     if bar is not None:
         bar.close()
-    return params, np.concatenate([np.asarray(h) for h in history])
+    return params, np.concatenate([meshes.fetch(h) for h in history])
 
 
 loss_jit = _alignment_jit(lambda params, data, layout: objective.loss(params, objective.prepare(layout, data),

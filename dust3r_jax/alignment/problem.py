@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dust3r_jax import meshes
 from dust3r_jax.errors import InputError
 from dust3r_jax.alignment import init as init_lib
 from dust3r_jax.alignment import init_device
@@ -55,7 +56,7 @@ def _presets(values, n, name, shape):
 def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="log", dist="l1",
                   base_scale=0.5, pw_break=20.0, focal_break=20.0, optimize_pp=False, allow_pw_adaptors=False,
                   niter_PnP=10, known_poses=None, known_focals=None, known_pp=None, stale_focal=True,
-                  edge_chunk=0, seed=0, pnp_own_focal=False, init_backend="host"):
+                  edge_chunk=0, seed=0, pnp_own_focal=False, init_backend="host", mesh=None):
     """See `dust3r_jax.alignment.global_align` for the options."""
     if mode not in ("pointcloud", "modular"):
         raise InputError(f"mode must be 'pointcloud', 'modular' or 'pair', found {mode!r}")
@@ -97,7 +98,8 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
     elif init is not None:
         raise InputError(f"init must be 'mst', 'known_poses' or None, found {init!r}")
 
-    layout = objective.make_layout(pairs.imshapes, pairs.edges, edge_chunk, loss_mode=mode, dist=dist, conf=conf,
+    slots = 1 if mesh is None else meshes.mesh_size(mesh)
+    layout = objective.make_layout(pairs.imshapes, pairs.edges, edge_chunk, slots, loss_mode=mode, dist=dist, conf=conf,
                                    base_scale=float(base_scale), pw_break=float(pw_break),
                                    focal_break=float(focal_break), norm_pw_scale=bool(norm_pw_scale),
                                    pw_adaptors=bool(allow_pw_adaptors))
@@ -115,13 +117,24 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
         "pw_poses": jnp.ones((pairs.n_edges, 1), jnp.float32),
         "pw_adaptors": jnp.full((pairs.n_edges, 1), 1.0 if allow_pw_adaptors else 0.0, jnp.float32),
     }
+    if mesh is not None:
+        data, jparams, trainable = shard_problem(mesh, data, jparams, trainable)
     return Problem(pairs, layout, data, jparams, trainable, float(min_conf_thr))
+
+
+def shard_problem(mesh, data, params, trainable):
+    """The pair data split along its pair slots (axis 1 of every side group's (R, D, ...) arrays)
+    over all devices of `mesh`; parameters (per image and per pair: a few numbers each) and their
+    masks replicated. The loss sums over slots, so `jit` reduces the gradient across devices once
+    per step. Every process passes the same full arrays (see `meshes.put_global`)."""
+    data = meshes.put_global(data, lambda ndim: meshes.sharded_along(mesh, 1, ndim))
+    return data, meshes.put_replicated(params, mesh), meshes.put_replicated(trainable, mesh)
 
 
 def scene_from_params(problem, params, loss=float("nan"), loss_history=None):
     """Decode parameters into a Scene (NumPy)."""
     layout = problem.layout
-    params = jax.tree.map(np.asarray, params)
+    params = meshes.fetch(params)
     cam2world = np.asarray(P.decode_poses(jnp.asarray(params["im_poses"])))
     focals = np.asarray(P.focals_from_params(jnp.asarray(params["im_focals"]), layout.focal_break))
     pps = np.asarray(P.principal_points(jnp.asarray(params["im_pp"]), layout.imshapes))
