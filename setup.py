@@ -10,6 +10,8 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint>=0.11",
     "numpy>=1.26",
     "ml-collections>=1.0",
+    # the private FlagValues on which ml_collections.config_flags parses `--config.a.b=value`
+    "absl-py>=1.0",
     "safetensors>=0.4",
     # bfloat16 tensors of checkpoints (safetensors.numpy cannot hold them); also a JAX dependency
     "ml-dtypes>=0.4",

@@ -35,7 +35,11 @@ def main(argv=None) -> int:
             module = importlib.import_module(module_name)
             module.add_arguments(sub_parser)
             sub_parser.set_defaults(_run=module.run)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not hasattr(args, "config_overrides"):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if unknown:  # `--config.a.b=value` overrides of a training command (see commands/train.py)
+        args.config_overrides = unknown
     try:
         return int(args._run(args) or 0)
     except (InputError, FileNotFoundError, FileExistsError) as err:

@@ -40,22 +40,20 @@ def _flops(compiled):
 
 
 def main(argv=None):
-    from dust3r_jax.train.config_overrides import apply_overrides, load_config, split_override_args
+    from dust3r_jax.train.config_overrides import apply_overrides, load_config
 
-    argv, overrides = split_override_args(list(sys.argv[1:] if argv is None else argv))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(REPO / "configs" / "train_tiny.py"))
     parser.add_argument("--steps", type=int, default=10, help="timed optimiser steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (compilation)")
     parser.add_argument("--resolution", default=None, help="synthetic pairs' W,H (default: the model's img_size)")
-    args = parser.parse_args(argv)
+    args, overrides = parser.parse_known_args(argv)  # the rest: --config.a.b=value overrides
 
     import jax
 
     from dust3r_jax.train.loop import Run
 
-    config = load_config(args.config)
-    apply_overrides(config, overrides)
+    config = load_config(args.config, overrides)
     if args.resolution:
         width, height = (int(s) for s in args.resolution.split(","))
     elif config.data.source == "synthetic":
@@ -65,9 +63,9 @@ def main(argv=None):
         if config.model.patch_embed_cls == "ManyAR_PatchEmbed":
             height = height * 3 // 4  # 512x384, the first aspect ratio of the 512 stages
     needed = (args.warmup + args.steps) * config.data.batch_size * config.optim.accum_iter
-    apply_overrides(config, ["data.source=synthetic", f"data.synthetic.resolutions=(({width},{height}),)",
-                             f"data.synthetic.train_pairs={needed}", "data.synthetic.test_pairs=0",
-                             "init_from=''", "optim.epochs=1000"])
+    apply_overrides(config, ["--config.data.source=synthetic", f"--config.data.synthetic.resolutions=(({width},{height}),)",
+                             f"--config.data.synthetic.train_pairs={needed}", "--config.data.synthetic.test_pairs=0",
+                             "--config.init_from=", "--config.optim.epochs=1000"])
     with tempfile.TemporaryDirectory() as workdir:
         run = Run(config, workdir)
         step_fn = run.train_step_fn()

@@ -12,10 +12,9 @@ TINY_CONFIG = REPO / "configs" / "train_tiny.py"
 
 
 def tiny_config(**overrides):
-    from dust3r_jax.train.config_overrides import apply_overrides, load_config
+    from dust3r_jax.train.config_overrides import load_config
 
-    config = load_config(TINY_CONFIG)
-    return apply_overrides(config, [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in overrides.items()])
+    return load_config(TINY_CONFIG, [f"--config.{k}={v}" for k, v in overrides.items()])
 
 
 def run_steps(config, mesh_shape, num_steps, devices=None, init_params=None):

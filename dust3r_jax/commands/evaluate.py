@@ -5,14 +5,14 @@ DIR's latest checkpoint (or the best one with --best, or `config.init_from` if D
 """
 import json
 
-from dust3r_jax.commands.train import _accept_config_overrides, config_from_args
+from dust3r_jax.commands.train import accept_config_overrides, config_from_args
 
 
 def add_arguments(parser):
     parser.add_argument("--config", required=True, help="a configs/*.py file with get_config()")
     parser.add_argument("--workdir", required=True, help="the training run's folder")
     parser.add_argument("--best", action="store_true", help="use the best-by-eval checkpoint")
-    _accept_config_overrides(parser)
+    accept_config_overrides(parser)
 
 
 def run(args) -> int:

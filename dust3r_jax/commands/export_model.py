@@ -6,7 +6,7 @@ Face folder (config.json + model.safetensors, see `dust3r_jax.hf_export`), which
 inference mode (`landscape_only=False`, as the official `load_model` builds it). Prints the
 weights' SHA-256, which `dust3r_jax.shipped` records for a model shipped in the package.
 """
-from dust3r_jax.commands.train import _accept_config_overrides, config_from_args
+from dust3r_jax.commands.train import accept_config_overrides, config_from_args
 
 
 def add_arguments(parser):
@@ -16,7 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--best", action="store_true", help="the best-by-eval checkpoint instead of the latest")
     parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                         help="storage dtype of the weights (loaded back as float32)")
-    _accept_config_overrides(parser)
+    accept_config_overrides(parser)
 
 
 def run(args) -> int:

@@ -6,7 +6,7 @@ checkpoint settings. Multi-host: give each process `--coordinator HOST:PORT --nu
 """
 import sys
 
-from dust3r_jax.train.config_overrides import apply_overrides, load_config, split_override_args
+from dust3r_jax.train.config_overrides import load_config
 
 
 def add_arguments(parser):
@@ -15,25 +15,17 @@ def add_arguments(parser):
     parser.add_argument("--coordinator", default=None, help="multi-host: coordinator HOST:PORT")
     parser.add_argument("--num-processes", type=int, default=None, help="multi-host: number of processes")
     parser.add_argument("--process-id", type=int, default=None, help="multi-host: this process's index")
-    _accept_config_overrides(parser)
+    accept_config_overrides(parser)
 
 
-def _accept_config_overrides(parser):
-    """argparse has no wildcard options: take '--config.a.b=v' out before it parses the rest."""
-    parse_known = parser.parse_known_args
-
-    def parse_known_args(args=None, namespace=None):
-        rest, overrides = split_override_args(list(sys.argv[1:] if args is None else args))
-        namespace, extra = parse_known(rest, namespace)
-        namespace.config_overrides = list(getattr(namespace, "config_overrides", [])) + overrides
-        return namespace, extra
-
-    parser.parse_known_args = parse_known_args
+def accept_config_overrides(parser):
+    """'--config.a.b=value' are no argparse options: `dust3r-jax` hands the arguments argparse does
+    not know to a command whose parser has this default, and config_flags parses them."""
+    parser.set_defaults(config_overrides=[])
 
 
 def config_from_args(args):
-    config = load_config(args.config)
-    apply_overrides(config, getattr(args, "config_overrides", []))
+    config = load_config(args.config, args.config_overrides)
     if getattr(args, "coordinator", None):
         config.distributed.coordinator_address = args.coordinator
     if getattr(args, "num_processes", None) is not None:

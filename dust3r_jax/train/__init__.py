@@ -8,7 +8,7 @@
 - `synthetic`: an in-memory batch source in the training batch format (tests, benchmarks);
 - `sources`: synthetic or real (dataset-mixture strings) batches, this host's rows, resumable;
 - `defaults`: every training-config key and its default (the official recipe);
-- `config_overrides`: `--config configs/X.py --config.a.b=value` without absl flags;
+- `config_overrides`: `--config configs/X.py --config.a.b=value`, parsed by ml_collections' config_flags;
 - `metrics`: stdout + JSON-lines logging;
 - `loop`: `train(config, workdir)` and `evaluate(config, workdir)`.
 """

@@ -1,25 +1,27 @@
-"""Config files and `--config.a.b=value` overrides, without absl flags.
+"""Config files and their `--config.a.b=value` overrides, parsed by `ml_collections.config_flags`.
 
-    config = load_config("configs/train_tiny.py")          # calls its get_config()
-    apply_overrides(config, ["--config.optim.lr=3e-4", "--config.mesh.shape=(2,2,2)"])
+    config = load_config("configs/train_tiny.py", ["--config.optim.lr=3e-4", "--config.mesh.shape=(2,2,2)"])
 
-A value is parsed as a Python literal when it is one (numbers, tuples, True/None, quoted strings)
-and kept as a string otherwise; it must fit the type of the key it replaces (an int key accepts
-an int, a float key an int or float, ...). A key that does not exist raises ConfigError naming it.
+`load_config` calls the file's `get_config()`; the overrides (argv items, `--config.a.b value`
+works too) are parsed by config_flags on a private absl `FlagValues`, so no global flags are
+defined or read. Each value is typed by the key it replaces (an int key takes an int, a float key
+a number, a tuple key a tuple); an unknown key or a value of the wrong type is a one-line
+ConfigError naming it.
 """
-import ast
 import importlib.util
 from pathlib import Path
 
-import ml_collections
+from absl import flags
+from ml_collections import config_flags
+from ml_collections.config_flags import config_path
 
 from dust3r_jax.errors import ConfigError
 
 PREFIX = "--config."
 
 
-def load_config(path):
-    """The ConfigDict returned by `get_config()` of the Python file at `path`."""
+def load_config(path, overrides=()):
+    """The ConfigDict returned by `get_config()` of the Python file at `path`, with `overrides`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path}: not found")
@@ -31,95 +33,40 @@ def load_config(path):
         raise ConfigError(f"config file {path}: {type(err).__name__}: {err}") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path}: defines no get_config()")
-    return module.get_config()
+    return apply_overrides(module.get_config(), overrides)
 
 
-def split_override_args(argv):
-    """argv -> (other args, ['a.b=value', ...]); accepts '--config.a.b=value' and '--config.a.b value'."""
-    rest, overrides, i = [], [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith(PREFIX):
-            body = arg[len(PREFIX):]
-            if "=" not in body:
-                if i + 1 >= len(argv):
-                    raise ConfigError(f"{arg}: missing value (use {arg}=VALUE)")
-                body, i = f"{body}={argv[i + 1]}", i + 1
-            overrides.append(body)
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, overrides
-
-
-def _parse_value(text):
+def apply_overrides(config, overrides):
+    """`config`, changed in place, with argv-style overrides such as
+    ['--config.optim.lr=3e-4', '--config.seed', '3'] applied; returns it."""
+    argv = ["dust3r-jax", *overrides]
+    if len(argv) == 1:
+        return config
+    flag_values = flags.FlagValues()
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def _coerce(key, old, new):
-    """`new` converted to the type of `old`, or ConfigError naming `key`."""
-    if old is None or new is None:
-        return new
-    if isinstance(old, bool):
-        if isinstance(new, bool):
-            return new
-        if isinstance(new, str) and new.lower() in ("true", "false"):
-            return new.lower() == "true"
-        raise ConfigError(f"config key {key!r}: expected true/false, got {new!r}")
-    if isinstance(old, int) and not isinstance(old, bool):
-        if isinstance(new, int) and not isinstance(new, bool):
-            return new
-        raise ConfigError(f"config key {key!r}: expected an int, got {new!r}")
-    if isinstance(old, float):
-        if isinstance(new, (int, float)) and not isinstance(new, bool):
-            return float(new)
-        raise ConfigError(f"config key {key!r}: expected a number, got {new!r}")
-    if isinstance(old, str):
-        return new if isinstance(new, str) else str(new)
-    if isinstance(old, (tuple, list)):
-        if isinstance(new, (tuple, list)):
-            return type(old)(new)
-        raise ConfigError(f"config key {key!r}: expected a tuple like {old!r}, got {new!r}")
-    return new
-
-
-def apply_override(config, assignment):
-    """Applies one 'a.b.c=value' to `config` in place."""
-    if "=" not in assignment:
-        raise ConfigError(f"config override {assignment!r}: expected key=value")
-    key, text = assignment.split("=", 1)
-    node, parts = config, key.split(".")
-    for depth, part in enumerate(parts):
-        where = ".".join(parts[:depth + 1])
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            # roots are free-form: {dataset class name: folder}
-            if isinstance(node, ml_collections.ConfigDict) and ".".join(parts[:depth]) == "data.roots" \
-                    and depth == len(parts) - 1:
-                break
-            raise ConfigError(f"config key {where!r} does not exist (override {key}={text})")
-        if depth < len(parts) - 1:
-            node = node[part]
-    last = parts[-1]
-    old = node[last] if last in node else None
-    value = _coerce(key, old, _parse_value(text))
-    if isinstance(old, ml_collections.ConfigDict):
-        raise ConfigError(f"config key {key!r} is a section; override one of its keys: {sorted(old)}")
-    with node.unlocked() if hasattr(node, "unlocked") else _null():
-        node[last] = value
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def apply_overrides(config, assignments):
-    for assignment in assignments:
-        apply_override(config, assignment[len(PREFIX):] if assignment.startswith(PREFIX) else assignment)
+        # config_flags defines one typed flag per key named in `sys_argv`, then absl parses them
+        config_flags.DEFINE_config_dict("config", config, flag_values=flag_values, sys_argv=argv,
+                                        lock_config=False)
+        rest = flag_values(argv)
+    except (AttributeError, KeyError):  # a key that is not in the config
+        raise ConfigError(f"config key {_unknown_key(config, overrides)!r} does not exist") from None
+    except flags.UnrecognizedFlagError as err:
+        raise ConfigError(f"unrecognized argument --{err.flagname} "
+                          f"(config overrides are {PREFIX}KEY=VALUE)") from None
+    except flags.Error as err:  # a value that does not parse as its key's type, a missing value
+        raise ConfigError(f"config override: {str(err).splitlines()[0]}") from None
+    if len(rest) > 1:
+        raise ConfigError(f"unrecognized arguments: {' '.join(rest[1:])}")
     return config
+
+
+def _unknown_key(config, overrides):
+    """The first key named by `overrides` that `config` does not have (for the error message)."""
+    for arg in overrides:
+        if arg.startswith(PREFIX):
+            key = arg[len(PREFIX):].split("=", 1)[0]
+            try:
+                config_path.get_value(key, config)
+            except (AttributeError, KeyError, IndexError, TypeError):
+                return key
+    return " ".join(overrides)

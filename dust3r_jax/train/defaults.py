@@ -4,6 +4,7 @@ Every key a user can override with `--config.a.b=value` exists here; an unknown 
 """
 import ml_collections
 
+from dust3r_jax.data.sources import SOURCE_NAMES
 from dust3r_jax.model_config import VITL_BASE_DECODER
 from dust3r_jax.train.sharding import DEFAULT_RULES
 
@@ -33,7 +34,9 @@ def base_config():
     c.data.source = "datasets"  # 'datasets' (train_dataset / test_dataset strings) or 'synthetic'
     c.data.train_dataset = ""
     c.data.test_dataset = ""
-    c.data.roots = ml_collections.ConfigDict()  # {class name: folder}, used when a string has no ROOT
+    # {class name: folder} for strings without ROOT ('' = none); every name is a key, so that
+    # `--config.data.roots.Co3d=DIR` is typed and a misspelt name is an error
+    c.data.roots = ml_collections.ConfigDict({name: "" for name in SOURCE_NAMES})
     c.data.batch_size = 128     # GLOBAL pairs per micro-batch (official: 16 per GPU x 8 GPUs)
     c.data.synthetic = ml_collections.ConfigDict(dict(
         train_pairs=64, test_pairs=8, resolutions=((32, 32),), seed=0))

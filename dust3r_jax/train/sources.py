@@ -49,7 +49,7 @@ class DatasetSource:
         self.global_batch = int(global_batch)
         per_host = self.global_batch // jax.process_count()
         host_rows(self.global_batch)  # divisibility check
-        dataset = parse_dataset(text, roots=dict(roots) if roots else None)
+        dataset = parse_dataset(text, roots={name: root for name, root in roots.items() if root})
         self.loader = PairLoader(dataset, per_host, shuffle=shuffle, drop_last=True,
                                  seed=seed if shuffle else None)
 
