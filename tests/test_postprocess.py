@@ -1,10 +1,10 @@
-"""Focal estimation and masks against the official `estimate_focal_knowing_depth` fixtures."""
+"""Focal estimation against the official `estimate_focal_knowing_depth` fixtures."""
 import json
 
 import jax.numpy as jnp
 import numpy as np
 
-from dust3r_jax.postprocess import confidence_masks, estimate_focal_knowing_depth, nanmedian_lower
+from dust3r_jax.focal import estimate_focal_knowing_depth, nanmedian_lower
 from tests.parity import assert_close
 
 
@@ -26,11 +26,6 @@ def test_nanmedian_lower_takes_lower_middle_and_ignores_nan():
     assert out[0] == 2.0  # (1, 2, 3, 4) -> lower middle, jnp.nanmedian would give 2.5
     assert np.isnan(out[1])
     assert out[2] == 5.0
-
-
-def test_confidence_masks_are_strict():
-    masks = confidence_masks([np.array([[2.9, 3.0, 3.1]])], 3.0)
-    np.testing.assert_array_equal(masks[0], [[False, False, True]])
 
 
 def test_fast_pnp_recovers_a_known_camera():

@@ -15,7 +15,7 @@ from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 from dust3r_jax.errors import InputError
 from dust3r_jax.geometry import align_multiple_poses, geotrf, rigid_points_registration, sRT_to_4x4
 from dust3r_jax.pnp import fast_pnp
-from dust3r_jax.postprocess import estimate_focal
+from dust3r_jax.focal import estimate_focal
 from dust3r_jax.alignment.params import decode_poses, encode_pose, focals_from_params, principal_points
 
 

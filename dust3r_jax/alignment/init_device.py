@@ -36,7 +36,7 @@ import numpy as np
 from dust3r_jax.alignment.init import move_onto_preset_cameras
 from dust3r_jax.alignment.params import encode_pose
 from dust3r_jax.pnp import fast_pnp
-from dust3r_jax.postprocess import estimate_focal
+from dust3r_jax.focal import estimate_focal
 
 # points per batch of the pair registrations (bounds the gathered world points in memory)
 _POINTS_PER_BATCH = 1 << 24

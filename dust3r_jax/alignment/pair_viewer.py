@@ -9,7 +9,7 @@ import numpy as np
 from dust3r_jax.errors import InputError
 from dust3r_jax.geometry import depthmap_to_world, geotrf
 from dust3r_jax.pnp import pixel_grid, solve_pnp_ransac
-from dust3r_jax.postprocess import estimate_focal
+from dust3r_jax.focal import estimate_focal
 from dust3r_jax.alignment.scene import Scene
 
 

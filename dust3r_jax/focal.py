@@ -1,4 +1,4 @@
-"""Post-processing of pointmaps: focal estimation and confidence masks.
+"""Focal lengths of cameras from their pointmaps (dust3r/post_process.py).
 
 `estimate_focal_knowing_depth` is the official estimator: given points in a camera's own frame
 (so the depth z is known), find the focal f that best explains pixel = f * (x / z, y / z) + pp,
@@ -85,11 +85,3 @@ def estimate_focal(pts3d_i, pp=None, focal_mode="weiszfeld"):
     pts = np.asarray(pts3d_i, np.float32).astype(np.float64)[None]
     focal = estimate_focal_knowing_depth(pts, np.asarray(pp, np.float64)[None], focal_mode=focal_mode)
     return float(np.float32(focal[0]))
-
-
-def confidence_masks(confs, min_conf_thr=3.0):
-    """Masks of pixels whose confidence exceeds `min_conf_thr` (strictly, as the official
-    `get_masks`). confs: list of (H_i, W_i) arrays or one (N, H, W) array."""
-    if isinstance(confs, (list, tuple)):
-        return [np.asarray(c) > min_conf_thr for c in confs]
-    return np.asarray(confs) > min_conf_thr
