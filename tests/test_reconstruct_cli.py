@@ -118,6 +118,22 @@ def test_four_images_224_global_alignment(tmp_path, reference_dir, fixture_image
     assert _no_leftovers(tmp_path)
 
 
+def test_devices_limits_the_mesh_and_is_reported(tmp_path, reference_dir, fixture_images, capsys):
+    """--devices 3 of the 8 virtual CPU devices: printed, and in summary.txt; more than JAX sees is
+    a one-line error before any work."""
+    images = fixture_images[:3]
+    folder = _copy(images, tmp_path / "photos")
+    weights = reference_dir / "models" / "dpt512.pth"
+    out = tmp_path / "result"
+    assert _reconstruct(folder, weights, out, "--image-size", 224, "--niter", 5, "--devices", 3) == 0
+    assert "using 3 CPU device(s)" in capsys.readouterr().out
+    assert "devices     3" in (out / "summary.txt").read_text()
+    assert _reconstruct(folder, weights, tmp_path / "other", "--devices", 999) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--devices 999: JAX sees" in err and "\n" not in err
+    assert not (tmp_path / "other").exists()
+
+
 def test_wildly_different_aspect_ratios_work_at_512(tmp_path, reference_dir, fixture_images):
     """A 1024x300 panorama and a 480x640 portrait: two shape buckets, pair viewer on unequal sizes.
     The random fixture weights give a zero focal here: a degenerate result, written only because of

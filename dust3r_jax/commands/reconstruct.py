@@ -66,7 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mesh", action="store_true", help="scene.glb holds a mesh instead of a point cloud")
     parser.add_argument("--max-colmap-points", type=int, default=100_000,
                         help="at most this many points in sparse/0/points3D.txt (even subsample)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: JAX's default device")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default=None, help="default: JAX's default backend")
+    parser.add_argument("--devices", type=int, default=None,
+                        help="how many devices of that backend to split inference and alignment over "
+                             "(default: all it has)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                         help="compute dtype of the network trunk (heads and alignment stay float32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -106,6 +109,8 @@ def _check_weights(weights) -> Path | None:
 
 def _check_numbers(args) -> None:
     """Counts must be positive, rates and thresholds finite: NaN would only show after inference."""
+    if args.devices is not None and args.devices < 1:
+        raise InputError(f"--devices {args.devices}: must be at least 1")
     for name in ("batch_size", "niter", "max_colmap_points"):
         if getattr(args, name) < (1 if name == "batch_size" else 0):
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be positive")
@@ -132,7 +137,22 @@ def _device_context(device_kind: str | None):
     return jax.default_device(devices[0])
 
 
-def _align(output, num_images: int, args):
+def _mesh(device_kind: str | None, count: int | None):
+    """The mesh of the first `count` devices (default all) of the chosen backend, or None for one."""
+    import jax
+
+    from dust3r_jax import meshes
+
+    devices = jax.devices(device_kind) if device_kind else jax.devices()
+    if count is not None and not 1 <= count <= len(devices):
+        raise InputError(f"--devices {count}: JAX sees {len(devices)} {devices[0].platform.upper()} device(s)")
+    devices = devices[:count or len(devices)]
+    print(f"using {len(devices)} {devices[0].platform.upper()} device(s)"
+          + (" (inference and alignment split over them)" if len(devices) > 1 else ""))
+    return meshes.data_mesh(devices) if len(devices) > 1 else None
+
+
+def _align(output, num_images: int, args, mesh=None):
     import dust3r_jax
 
     if num_images == 2:
@@ -140,7 +160,7 @@ def _align(output, num_images: int, args):
     else:
         scene = dust3r_jax.global_align(output, mode="pointcloud", init="mst", niter=args.niter,
                                         schedule=args.schedule, lr=args.lr, min_conf_thr=args.min_conf_thr,
-                                        verbose=not args.quiet)
+                                        verbose=not args.quiet, mesh=mesh)
     if not args.no_clean and hasattr(scene, "clean_pointcloud"):
         cleaned = scene.clean_pointcloud()
         scene = scene if cleaned is None else cleaned
@@ -158,6 +178,8 @@ def reconstruct(args) -> dict:
     from dust3r_jax.inference import inference
     from dust3r_jax.pairs import make_pairs
 
+    _device_context(args.device)  # (an unknown backend is refused before any work)
+    mesh = _mesh(args.device, args.devices)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -197,13 +219,14 @@ def reconstruct(args) -> dict:
         pairs = make_pairs(images, scene_graph=scene_graph, prefilter=args.prefilter, symmetrize=True)
         if not pairs:
             raise InputError(f"--scene-graph {args.scene_graph} --prefilter {args.prefilter}: leaves no pairs")
-        output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet)
+        output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet,
+                           mesh=mesh if mesh is not None else False)
         lap("inference")
 
         # a degenerate alignment (zero focal) makes numpy warn about every division on its way;
         # `_degenerate` below reports it once, in one line
         with np.errstate(divide="ignore", invalid="ignore"):
-            scene = _align(output, len(images), args)
+            scene = _align(output, len(images), args, mesh)
             lap("alignment")
             arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
     # an unusable result is never a silent success: an error, or with --keep-degenerate written
@@ -216,6 +239,7 @@ def reconstruct(args) -> dict:
         "pairs": len(pairs), "scene_graph": scene_graph, "weights": export.scene.printable(str(weights)) if weights is not None else f"{DEFAULT_MODEL} (shipped)",
         "alignment": "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations",
         "loss": float(getattr(scene, "loss", float("nan"))),
+        "devices": 1 if mesh is None else int(mesh.devices.size),
         "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings, "warning": warning,
     }
     _write_atomically(out, args.overwrite, lambda folder: _export(folder, arrays, args, summary, lap))
@@ -262,6 +286,7 @@ def format_summary(summary: dict) -> str:
         f"images      {len(summary['images'])} ({sizes}, W x H at network resolution)",
         f"pairs       {summary['pairs']} (scene graph {summary['scene_graph']}, symmetrized)",
         f"weights     {summary['weights']}",
+        f"devices     {summary.get('devices', 1)}",
         f"alignment   {summary['alignment']}" + (f", final loss {summary['loss']:.6g}" if summary["loss"] == summary["loss"] else ""),
         f"points      {summary['points']} above the confidence threshold",
         *([f"WARNING     {summary['warning']}"] if summary.get("warning") else []),
