@@ -40,6 +40,8 @@ _EXPORTS = {
     "AsymmetricMASt3R": "dust3r_jax.model",
     "fast_reciprocal_NNs": "dust3r_jax.mast3r.matching",
     "extract_correspondences": "dust3r_jax.mast3r.matching",
+    "sparse_align": "dust3r_jax.mast3r.align",
+    "sparse_global_alignment": "dust3r_jax.mast3r.sparse_ga",
 }
 
 __all__ = sorted(_EXPORTS)
