@@ -13,8 +13,11 @@ the rules below say which mesh axis each logical name is split over:
 
 A dimension is only split when its size is divisible by the mesh axis size, and a mesh axis is
 used at most once per array; otherwise that dimension stays replicated (small heads, odd sizes).
+Param and optimiser-state shardings both come from `logical_shardings` of the boxed abstract
+values (flax's logical-partitioning helpers, as flax's lm1b example derives them).
 The batch is split over (`data`, `fsdp`): FSDP is data parallel for activations.
 """
+import flax.linen as nn
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -63,43 +66,30 @@ def rules_dict(rules):
     return out
 
 
-def mesh_spec(logical_spec, shape, mesh, rules):
-    """Logical PartitionSpec (names per dim) + array shape -> mesh PartitionSpec.
+def logical_shardings(abstract_tree, mesh, rules):
+    """NamedShardings for every leaf of `abstract_tree` (e.g. `jax.eval_shape` of a model's init
+    or of `tx.init` on its params): `nn.LogicallyPartitioned` boxes by their logical names through
+    flax's `logical_to_mesh_sharding`, plain leaves replicated.
 
-    Dims whose size the mesh axis does not divide, or whose mesh axis is already used by an earlier
-    dim of the same array, stay replicated.
-    """
+    Before that, a dim keeps no name when its mesh axis is of size 1, does not divide its size (jit
+    refuses uneven shards) or was taken by an earlier dim of the array (('embed', 'embed')
+    kernels): flax maps names without looking at shapes and refuses repeated names."""
     table = rules_dict(rules)
-    used, out = set(), []
-    for dim, name in enumerate(tuple(logical_spec) + (None,) * (len(shape) - len(logical_spec))):
-        axis = table.get(name) if name is not None else None
-        if axis is None or axis in used or mesh.shape[axis] == 1 or shape[dim] % mesh.shape[axis]:
-            out.append(None)
-            continue
-        used.add(axis)
-        out.append(axis)
-    return P(*out)
 
+    def shardable(box):
+        used, names = set(), []
+        for size, name in zip(box.value.shape, box.names):
+            axis = table.get(name)
+            if axis is None or axis in used or mesh.shape[axis] == 1 or size % mesh.shape[axis]:
+                name = None
+            else:
+                used.add(axis)
+            names.append(name)
+        return box.replace(names=tuple(names))
 
-def logical_specs(boxed_tree):
-    """Logical PartitionSpecs of a tree of `nn.LogicallyPartitioned` boxes (P() for plain leaves)."""
-    import flax.linen as nn
-
-    return nn.get_partition_spec(boxed_tree)
-
-
-def tree_shardings(abstract_tree, logical_spec_tree, mesh, rules):
-    """NamedShardings for every leaf of `abstract_tree` given its logical specs (same structure)."""
-    def one(leaf, spec):
-        return NamedSharding(mesh, mesh_spec(spec if spec is not None else P(), leaf.shape, mesh, rules))
-
-    return jax.tree.map(one, abstract_tree, logical_spec_tree,
-                        is_leaf=lambda x: isinstance(x, P))
-
-
-def batch_sharding(mesh, ndim):
-    """Sharding of a batch array of rank `ndim`: leading dim over (data, fsdp), rest replicated."""
-    return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+    abstract_tree = jax.tree.map(lambda x: shardable(x) if isinstance(x, nn.LogicallyPartitioned) else x,
+                                 abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    return nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_tree), mesh, rules)
 
 
 def replicated(mesh):

@@ -30,37 +30,22 @@ def _path_names(path):
     return tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
 
 
-def opt_state_shardings(abstract_opt_state, param_shardings, mesh):
-    """Optimiser-state leaves whose path ends with a parameter's path (and shape) are sharded like it.
-
-    Everything else (step counts, masked placeholders) is replicated.
-    """
-    by_path = {_path_names(p): s for p, s in jax.tree_util.tree_flatten_with_path(param_shardings)[0]}
-
-    def one(path, leaf):
-        names = _path_names(path)
-        for start in range(len(names)):
-            sharding = by_path.get(names[start:])
-            if sharding is not None and len(sharding.spec) <= leaf.ndim:
-                return sharding
-        return shd.replicated(mesh)
-
-    return jax.tree_util.tree_map_with_path(one, abstract_opt_state)
-
-
 def _sample_views(model_config, batch, height, width):
     view = {"img": jnp.zeros((batch, height, width, 3), jnp.float32),
             "true_shape": jnp.tile(jnp.array([[height, width]], jnp.int32), (batch, 1))}
     return view, dict(view)
 
 
+def _boxed_abstract_params(model, image_hw, batch=2):
+    """`jax.eval_shape` of the model's init: params as `nn.LogicallyPartitioned` boxes of shapes."""
+    view1, view2 = _sample_views(model.config, batch, *image_hw)
+    return jax.eval_shape(lambda key: model.init(key, view1, view2)["params"], jax.random.key(0))
+
+
 def abstract_params_and_shardings(model, mesh, rules, image_hw, batch=2):
     """(abstract fp32 params, their NamedShardings, logical specs) without allocating anything."""
-    view1, view2 = _sample_views(model.config, batch, *image_hw)
-    boxed = jax.eval_shape(lambda key: model.init(key, view1, view2)["params"], jax.random.key(0))
-    logical = nn.get_partition_spec(boxed)
-    abstract = nn.meta.unbox(boxed)
-    return abstract, shd.tree_shardings(abstract, logical, mesh, rules), logical
+    boxed = _boxed_abstract_params(model, image_hw, batch)
+    return nn.meta.unbox(boxed), shd.logical_shardings(boxed, mesh, rules), nn.get_partition_spec(boxed)
 
 
 def merge_pretrained(params, pretrained, param_shardings, source):
@@ -102,7 +87,8 @@ def create_train_state(model, tx, mesh, rules, image_hw, seed, pretrained=None, 
     Params are initialised randomly from `seed`; `pretrained` (a host param tree, e.g. from
     `dust3r_jax.load_model`) then replaces every parameter it has (see `merge_pretrained`).
     """
-    abstract, param_shardings, _ = abstract_params_and_shardings(model, mesh, rules, image_hw)
+    boxed = _boxed_abstract_params(model, image_hw)
+    abstract, param_shardings = nn.meta.unbox(boxed), shd.logical_shardings(boxed, mesh, rules)
     view1, view2 = _sample_views(model.config, 2, *image_hw)
 
     def init(key):
@@ -116,8 +102,9 @@ def create_train_state(model, tx, mesh, rules, image_hw, seed, pretrained=None, 
         params = random_params()
     else:
         params, report = merge_pretrained(random_params, pretrained, (abstract, param_shardings), pretrained_source)
-    abstract_opt = jax.eval_shape(tx.init, abstract)
-    opt_shardings = opt_state_shardings(abstract_opt, param_shardings, mesh)
+    # optax builds its moments with tree maps over the params: on boxed params they keep the boxes,
+    # so every moment is sharded like its parameter and counts are replicated
+    opt_shardings = shd.logical_shardings(jax.eval_shape(tx.init, boxed), mesh, rules)
     opt_state = jax.jit(tx.init, in_shardings=(param_shardings,), out_shardings=opt_shardings)(params)
     replicated = shd.replicated(mesh)
     shardings = TrainState(step=replicated, params=param_shardings, opt_state=opt_shardings, rng=replicated)
