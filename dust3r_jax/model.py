@@ -67,11 +67,9 @@ def _true_shape(view):
     return jnp.broadcast_to(jnp.array([height, width], jnp.int32), (batch, 2))
 
 
-def _interleave(a, b):
-    """(a0, a1, ...), (b0, b1, ...) -> (a0, b0, a1, b1, ...) and (b0, a0, b1, a1, ...) along axis 0."""
-    first = jnp.stack([a, b], axis=1).reshape(-1, *a.shape[1:])
-    second = jnp.stack([b, a], axis=1).reshape(-1, *a.shape[1:])
-    return first, second
+def interleave(a, b):
+    """(B, ...) x2 -> (2B, ...): a0, b0, a1, b1, ... (the batch layout of `symmetrized=True`)."""
+    return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
 
 
 class AsymmetricCroCo3DStereo(nn.Module):
@@ -261,8 +259,8 @@ class AsymmetricCroCo3DStereo(nn.Module):
         with self._precision():
             if symmetrized and batch > 1:
                 feat1, feat2, pos1, pos2 = self.encode_pair(img1[::2], img2[::2], shape1[::2], shape2[::2])
-                feat1, feat2 = _interleave(feat1, feat2)
-                pos1, pos2 = _interleave(pos1, pos2)
+                feat1, feat2 = interleave(feat1, feat2), interleave(feat2, feat1)
+                pos1, pos2 = interleave(pos1, pos2), interleave(pos2, pos1)
             else:
                 feat1, feat2, pos1, pos2 = self.encode_pair(img1, img2, shape1, shape2)
         for name, value in (("shape1", shape1), ("shape2", shape2), ("pos1", pos1), ("pos2", pos2)):

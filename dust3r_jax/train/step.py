@@ -17,16 +17,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dust3r_jax.model import interleave
 from dust3r_jax.train import sharding as shd
 
 # what goes to the device (official: depthmap, dataset, label, instance, idx, rng stay on the host;
 # true_shape is needed by the model here, so it goes too)
 DEVICE_KEYS = ("img", "true_shape", "pts3d", "camera_pose", "valid_mask")
-
-
-def interleave(a, b):
-    """(B, ...) x2 -> (2B, ...): a0, b0, a1, b1, ..."""
-    return jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
 
 
 def symmetrize(view0, view1):
