@@ -28,7 +28,7 @@ def main():
     loader = PairLoader(dataset, 2, seed=5)  # world size and rank from jax
     view1, _ = next(loader.epoch(0))
     mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    batch = to_global_arrays(view1, NamedSharding(mesh, PartitionSpec("data")))
+    batch = to_global_arrays({"img": view1["img"]}, NamedSharding(mesh, PartitionSpec("data")))
     total = jax.jit(lambda x: x.sum(axis=(1, 2, 3)), out_shardings=NamedSharding(mesh, PartitionSpec()))(batch["img"])
     np.savez(out, idx=view1["idx"], global_shape=np.array(batch["img"].shape), per_sample_sum=np.asarray(total),
              process_count=jax.process_count())

@@ -77,14 +77,15 @@ def test_every_param_is_sharded_by_the_rules(config):
 def test_non_finite_batch_is_skipped_and_reported(config, single_device_run):
     """NaN ground truth in a valid pixel: the step reports loss NaN / finite=False and leaves the
     params and optimiser state as they were (the loop then stops with NonFiniteLossError)."""
-    from dust3r_jax.train.loop import stack_micro_batches, to_global
+    from dust3r_jax.data.loader import to_global_arrays
+    from dust3r_jax.train.loop import stack_micro_batches
 
     _, _, state, _, last = single_device_run
     host = stack_micro_batches(last["micro"][:config.optim.accum_iter])
     view = host["view1"]
     row, y, x = np.argwhere(view["valid_mask"][0])[0]
     view["pts3d"][0, row, y, x] = np.nan
-    batch = to_global(host, last["batch_tree"], config.data.batch_size, batch_axis=1)
+    batch = to_global_arrays(host, last["batch_tree"], batch_axis=1)
     before = jax.tree.map(np.array, (state.params, state.opt_state))
     new_state, metrics = last["step_fn"](state, batch)
     assert not bool(metrics["finite"]) and not np.isfinite(float(metrics["loss"]))

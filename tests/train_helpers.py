@@ -22,7 +22,8 @@ def run_steps(config, mesh_shape, num_steps, devices=None, init_params=None):
     initial params (numpy)). init_params: host params to start from (skips the random init)."""
     from dust3r_jax.train import sharding as shd
     from dust3r_jax.train import sources
-    from dust3r_jax.train.loop import _image_hw, build_model, stack_micro_batches, to_global
+    from dust3r_jax.data.loader import to_global_arrays
+    from dust3r_jax.train.loop import _image_hw, build_model, stack_micro_batches
     from dust3r_jax.losses import criterion_from_string
     from dust3r_jax.train.optimizer import make_optimizer
     from dust3r_jax.train.state import abstract_params_and_shardings, create_train_state
@@ -45,8 +46,7 @@ def run_steps(config, mesh_shape, num_steps, devices=None, init_params=None):
     step_fn = make_train_step(model, tx, criterion_from_string(config.train_criterion), shardings, batch_tree, mesh)
     losses = []
     for k in range(num_steps):
-        batch = to_global(stack_micro_batches(micro[k * accum:(k + 1) * accum]), batch_tree,
-                          config.data.batch_size, batch_axis=1)
+        batch = to_global_arrays(stack_micro_batches(micro[k * accum:(k + 1) * accum]), batch_tree, batch_axis=1)
         state, metrics = step_fn(state, batch)
         losses.append(float(metrics["loss"]))
     run_steps.last = {"step_fn": step_fn, "micro": micro, "batch_tree": batch_tree}  # for follow-up checks

@@ -35,9 +35,6 @@ import numpy as np
 from dust3r_jax.data.mixture import EPOCH_SEED_OFFSET
 from dust3r_jax.errors import ConfigError
 
-# fields that go to the accelerator; the others stay on the host (the official `loss_of_one_batch` moves all but `ignore_keys`; plus true_shape,
-# which the JAX model takes as an input array)
-DEVICE_KEYS = ("img", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")
 _STACKED = ("img", "depthmap", "pts3d", "valid_mask", "camera_pose", "camera_intrinsics", "true_shape")
 _STRINGS = ("dataset", "label", "instance")
 
@@ -97,21 +94,25 @@ def host_shard():
     return jax.process_count(), jax.process_index()
 
 
-def to_global_arrays(view, sharding, keys=DEVICE_KEYS):
-    """This host's rows of a batch -> global `jax.Array`s sharded by `sharding` along the batch.
+def to_global_arrays(batch, sharding, batch_axis=0):
+    """This host's rows of a batch -> global `jax.Array`s: every process passes its own rows.
 
-    view: a collated view dict (numpy, local batch B); sharding: a `jax.sharding.Sharding` (e.g.
-    `NamedSharding(mesh, P(('data', 'fsdp')))`) or a callable key -> sharding. The global batch is
-    B * process_count; keys not in `keys` (strings, idx, rng, depthmap) stay host-local numpy.
+    batch: a pytree of numpy arrays (e.g. some keys of a collated view, or {'view0': {key: (accum,
+    B, ...)}, ...}) holding this host's B rows along `batch_axis`; pick the keys first, strings
+    stay on the host. sharding: one `jax.sharding.Sharding` (e.g. `NamedSharding(mesh,
+    P(('data', 'fsdp')))`) or a tree of them like `batch`. The global batch is B * process_count.
     """
     import jax
 
-    out = dict(view)
-    for key in keys:
-        if key in view:
-            key_sharding = sharding if isinstance(sharding, jax.sharding.Sharding) else sharding(key)
-            out[key] = jax.make_array_from_process_local_data(key_sharding, np.asarray(view[key]))
-    return out
+    def one(rows, rows_sharding):
+        rows = np.asarray(rows)
+        shape = list(rows.shape)
+        shape[batch_axis] *= jax.process_count()
+        return jax.make_array_from_process_local_data(rows_sharding, rows, tuple(shape))
+
+    if isinstance(sharding, jax.sharding.Sharding):
+        return jax.tree.map(lambda rows: one(rows, sharding), batch)
+    return jax.tree.map(one, batch, sharding)
 
 
 class PairLoader:

@@ -17,6 +17,7 @@ import time
 import jax
 import numpy as np
 
+from dust3r_jax.data.loader import to_global_arrays
 from dust3r_jax.errors import ConfigError
 from dust3r_jax.losses import criterion_from_string
 from dust3r_jax.train import checkpoint as ckpt_lib
@@ -25,7 +26,7 @@ from dust3r_jax.train import sources as sources_lib
 from dust3r_jax.train.metrics import MetricsLogger
 from dust3r_jax.train.optimizer import make_optimizer, param_group_counts
 from dust3r_jax.train.state import abstract_params_and_shardings, abstract_state, create_train_state
-from dust3r_jax.train.step import (DEVICE_KEYS, batch_shardings, make_eval_step, make_split_accumulation,
+from dust3r_jax.train.step import (STEP_KEYS, batch_shardings, make_eval_step, make_split_accumulation,
                                    make_train_step)
 
 
@@ -79,19 +80,10 @@ def _image_hw(config):
     return 2 * patch, 2 * patch
 
 
-def stack_micro_batches(host_batches, keys=DEVICE_KEYS):
+def stack_micro_batches(host_batches, keys=tuple(STEP_KEYS)):
     """[(view0, view1)] * accum -> {'view0': {key: (accum, B_host, ...)}, 'view1': ...} numpy."""
     return {f"view{v}": {k: np.stack([np.asarray(b[v][k]) for b in host_batches]) for k in keys if k in host_batches[0][v]}
             for v in (0, 1)}
-
-
-def to_global(host_batch, sharding_tree, global_batch, batch_axis):
-    """Host-local numpy rows -> global jax.Arrays (every process passes its own rows)."""
-    def one(x, sharding):
-        shape = list(x.shape)
-        shape[batch_axis] = global_batch
-        return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
-    return jax.tree.map(one, host_batch, sharding_tree)
 
 
 class Run:
@@ -135,11 +127,11 @@ class Run:
 
     # -- batches ---------------------------------------------------------------------------------
     def _train_batch_shardings(self):
-        template = {f"view{v}": {k: np.zeros((1,) * n) for k, n in _KEY_NDIM.items()} for v in (0, 1)}
+        template = {f"view{v}": {k: np.zeros((1,) * n) for k, n in STEP_KEYS.items()} for v in (0, 1)}
         return batch_shardings(template, self.mesh, leading_axes=1)
 
     def _eval_batch_shardings(self):
-        template = {f"view{v}": {k: np.zeros((1,) * (n - 1)) for k, n in _KEY_NDIM.items()} for v in (0, 1)}
+        template = {f"view{v}": {k: np.zeros((1,) * (n - 1)) for k, n in STEP_KEYS.items()} for v in (0, 1)}
         return batch_shardings(template, self.mesh, leading_axes=0)
 
     def train_step_fn(self):
@@ -163,11 +155,11 @@ class Run:
         for _ in range(first_step, self.steps_per_epoch):
             group = [next(micro) for _ in range(self.accum)]
             if len({np.shape(b[0]["img"]) + np.shape(b[1]["img"]) for b in group}) == 1:
-                yield to_global(stack_micro_batches(group), sharding_tree, self.global_batch, batch_axis=1)
+                yield to_global_arrays(stack_micro_batches(group), sharding_tree, batch_axis=1)
             else:
-                yield [to_global({name: {k: a[0] for k, a in view.items()} for name, view in stack_micro_batches([b]).items()},
-                                 micro_tree,
-                                 self.global_batch, batch_axis=0) for b in group]
+                yield [to_global_arrays({name: {k: a[0] for k, a in view.items()}
+                                         for name, view in stack_micro_batches([b]).items()}, micro_tree)
+                       for b in group]
 
     def train_step(self, state, batch):
         """One optimiser step on what `step_batches` yields -> (state, metrics)."""
@@ -195,9 +187,9 @@ class Run:
         for name, source in self.test_sources.items():
             per_batch = []
             for host_batch in source.host_batches(0):
-                batch = {f"view{v}": {k: np.asarray(host_batch[v][k]) for k in DEVICE_KEYS if k in host_batch[v]}
+                batch = {f"view{v}": {k: np.asarray(host_batch[v][k]) for k in STEP_KEYS if k in host_batch[v]}
                          for v in (0, 1)}
-                per_batch.append(eval_step(params, to_global(batch, sharding_tree, self.global_batch, batch_axis=0)))
+                per_batch.append(eval_step(params, to_global_arrays(batch, sharding_tree)))
             if not per_batch:
                 continue
             per_batch = jax.device_get(per_batch)
@@ -209,9 +201,6 @@ class Run:
             results[name] = summary
             self.logger.write(f"eval/{name}", step, summary)
         return results
-
-
-_KEY_NDIM = {"img": 4, "true_shape": 2, "pts3d": 4, "camera_pose": 3, "valid_mask": 3}
 
 
 def _meta(run, step, best):
