@@ -1,0 +1,228 @@
+"""MASt3R's sparse global alignment against the official code (reference/mast3r/sparse_ga/scene.npz:
+4 views of 96x128, ground-truth predictions, complete symmetrised graph, 300 + 300 iterations).
+
+What is compared, and why so:
+  * correspondences and the kinematic tree: exactly;
+  * cameras and points up to one similarity. The root camera's absolute pose is a gauge: the loss
+    does not change when the whole scene moves, so its gradient is zero up to float rounding, and
+    Adam (which divides by the gradient's running RMS) turns that rounding into steps of the
+    learning rate's size. The official run ends with every camera turned by 143 degrees from ours,
+    without any relative pose differing. We register our camera centres onto the official ones
+    (rotation, translation, scale) and compare rotations, centres and points in that frame;
+  * depth maps (in each camera: gauge free) directly.
+Tolerances: rotations 0.2 degree, centres 1% of the scene extent, focals 1% (the issue's targets).
+Depths and points: the official optimisation itself moves by up to 1.5% at single anchors (median
+0.03%) when its initial depths are perturbed by 1e-7 relative (measured), and an anchor carries a
+block of 64 pixels (0.5% of the image), so single points are held to 3% and the bulk (95th
+percentile) to 1%. Measured: rotations 0.035 degree, centres 0.04% of the extent, focals 0.06%,
+points 0.1-0.2% (95th percentile), 1.5% at worst.
+"""
+import numpy as np
+import pytest
+
+import dust3r_jax
+from dust3r_jax.errors import InputError
+from dust3r_jax.geometry import rigid_points_registration, rotation_angle_deg
+from dust3r_jax.mast3r.align import sparse_align
+from dust3r_jax.mast3r.kinematic import kinematic_tree
+from conftest import REFERENCE
+
+SCENE = REFERENCE / "mast3r" / "sparse_ga" / "scene.npz"
+N_VIEWS = 4
+# the official run's pair list: make_pairs(complete, symmetrize=True) puts (i, j), i > j, first
+FIRST = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+# the official sparse_global_alignment's tree on this fixture (recorded from mast3r f5209af)
+OFFICIAL_TREE = (1, [(1, 3), (1, 0), (3, 2)])
+
+
+@pytest.fixture(scope="module")
+def ref():
+    if not SCENE.is_file():
+        pytest.skip(f"MASt3R sparse-alignment fixture not found at {SCENE}")
+    return np.load(SCENE)
+
+
+def fixture_inputs(ref):
+    """(images, pair_predictions) of the fixture, both orders listed as the official run did."""
+    images = [ref[f"gt__img_u8__v{k}"] for k in range(N_VIEWS)]
+
+    def result(i, j, name, view):
+        p = f"pred__{i}_{j}__{name}_"
+        return {"pts3d": ref[p + "pts3d"], "conf": ref[p + "conf"], "desc_conf": ref[p + "desc_conf"],
+                "desc": ref[f"desc__v{view}"]}
+
+    preds = {(i, j): (result(i, j, "res11", i), result(i, j, "res21", j), result(i, j, "res22", j),
+                      result(i, j, "res12", i)) for i, j in FIRST}
+    for i, j in FIRST:
+        res11, res21, res22, res12 = preds[i, j]
+        preds[j, i] = (res22, res12, res11, res21)
+    return images, preds
+
+
+@pytest.fixture(scope="module")
+def scene(ref):
+    images, preds = fixture_inputs(ref)
+    kw = dict(lr1=0.07, niter1=300, lr2=0.014, niter2=300, opt_depth=True, matching_conf_thr=5.0,
+              shared_intrinsics=False, subsample=8, kinematic_mode="hclust-ward")
+    return sparse_align(images, preds, **kw)
+
+
+@pytest.fixture(scope="module")
+def registration(scene, ref):
+    """(s, R, T) mapping our world frame onto the official one (camera centres)."""
+    return rigid_points_registration(scene.get_im_poses()[:, :3, 3], ref["final__cam2w"][:, :3, 3])
+
+
+def to_official(points, registration):
+    s, R, T = registration
+    return s * np.asarray(points, np.float64) @ R.T + T
+
+
+def test_correspondences_are_the_official_cache(scene, ref):
+    for i, j in FIRST:
+        score, (xy1, xy2, conf) = scene.corres[i, j]
+        np.testing.assert_array_equal(xy1, ref[f"corres__{i}_{j}__xy1"])
+        np.testing.assert_array_equal(xy2, ref[f"corres__{i}_{j}__xy2"])
+        np.testing.assert_allclose(conf, ref[f"corres__{i}_{j}__conf"], rtol=1e-6)
+        np.testing.assert_allclose(score, ref[f"corres__{i}_{j}__score"], rtol=1e-6)
+
+
+def test_kinematic_tree_is_the_official_one(scene):
+    assert scene.tree == OFFICIAL_TREE
+
+
+# score matrices and the trees that mast3r's sparse_global_alignment builds from them (recorded
+# with the official code: its 'mst' branch and its 'hclust-ward' branch, 128x96 images)
+TREE_CASES = [
+    ([[0, 343, 258, 279], [343, 0, 295, 283], [258, 295, 0, 285], [279, 283, 285, 0]],
+     (1, [(1, 2), (1, 0), (2, 3)]), (1, [(1, 3), (1, 0), (3, 2)])),
+    ([[0, 0, 117, 0, 0, 251, 0], [0, 0, 211, 277, 242, 292, 0], [117, 211, 0, 314, 193, 39, 87],
+      [0, 277, 314, 0, 25, 333, 72], [0, 242, 193, 25, 0, 338, 99], [251, 292, 39, 333, 338, 0, 288],
+      [0, 0, 87, 72, 99, 288, 0]],
+     (1, [(1, 5), (5, 6), (5, 0), (5, 3), (5, 4), (3, 2)]), (1, [(1, 5), (5, 6), (5, 0), (5, 3), (5, 4), (3, 2)])),
+    ([[0, 235, 396, 72, 255, 0, 203], [235, 0, 0, 129, 0, 237, 390], [396, 0, 0, 0, 357, 0, 0],
+      [72, 129, 0, 0, 215, 241, 0], [255, 0, 357, 215, 0, 317, 22], [0, 237, 0, 241, 317, 0, 216],
+      [203, 390, 0, 0, 22, 216, 0]],
+     (3, [(3, 5), (5, 1), (5, 4), (1, 6), (4, 2), (2, 0)]), (3, [(3, 4), (4, 5), (4, 0), (4, 1), (0, 2), (1, 6)])),
+    ([[0, 15, 0, 22, 299, 75, 360], [15, 0, 0, 75, 213, 47, 319], [0, 0, 0, 116, 293, 167, 195],
+      [22, 75, 116, 0, 359, 0, 0], [299, 213, 293, 359, 0, 88, 0], [75, 47, 167, 0, 88, 0, 52],
+      [360, 319, 195, 0, 0, 52, 0]],
+     (3, [(3, 4), (4, 0), (4, 2), (0, 6), (2, 5), (6, 1)]), (3, [(3, 4), (4, 6), (4, 2), (6, 0), (6, 1), (2, 5)])),
+]
+
+
+@pytest.mark.parametrize("scores, mst, hclust", TREE_CASES)
+def test_kinematic_trees_of_both_modes_are_the_official_ones(scores, mst, hclust):
+    imsizes = np.array([[128, 96]] * len(scores))
+    assert kinematic_tree(np.array(scores, np.float32), imsizes, 8, "mst") == mst
+    assert kinematic_tree(np.array(scores, np.float32), imsizes, 8, "hclust-ward") == hclust
+
+
+def test_disconnected_graph_is_a_one_line_error():
+    scores = np.array([[0, 5, 0], [5, 0, 0], [0, 0, 0]], np.float32)
+    with pytest.raises(InputError, match="not connected"):
+        kinematic_tree(scores, np.array([[128, 96]] * 3), 8, "mst")
+
+
+def test_camera_rotations_and_centres_match_the_official(scene, ref, registration):
+    s, R, _ = registration
+    ours, official = scene.get_im_poses(), ref["final__cam2w"]
+    rot_err = rotation_angle_deg(R @ ours[:, :3, :3], official[:, :3, :3])
+    assert rot_err.max() < 0.2, rot_err
+    centres = official[:, :3, 3]
+    extent = np.linalg.norm(centres - centres.mean(0), axis=1).max()
+    centre_err = np.linalg.norm(to_official(ours[:, :3, 3], registration) - centres, axis=1)
+    assert centre_err.max() < 0.01 * extent, centre_err / extent
+    assert abs(s - 1) < 0.01  # the scale is no gauge (fixed by the smallest size): ours is the official's
+
+
+def test_intrinsics_match_the_official(scene, ref):
+    np.testing.assert_allclose(scene.get_focals(), ref["final__focals"], rtol=0.01)
+    # the principal points move by a fraction of a pixel from the centre; 1% of the image width
+    np.testing.assert_allclose(scene.get_principal_points(), ref["final__pp"], atol=0.01 * 128)
+    np.testing.assert_allclose(scene.get_intrinsics(), ref["final__intrinsics"], rtol=0.01, atol=0.01 * 128)
+
+
+def relative_errors(ours, official, scale):
+    err = np.linalg.norm(np.asarray(ours, np.float64) - official, axis=-1) / scale
+    return np.percentile(err, 95), err.max()
+
+
+def test_depthmaps_match_the_official(scene, ref):
+    for k in range(N_VIEWS):
+        official = ref[f"final__depthmap__v{k}"]
+        rel = np.abs(scene.get_depthmaps()[k] / official - 1)
+        assert np.percentile(rel, 95) < 0.01 and rel.max() < 0.03, (k, rel.max())
+
+
+def test_sparse_points_match_the_official(scene, ref, registration):
+    for k in range(N_VIEWS):
+        official = ref[f"final__sparse_pts3d__v{k}"]
+        depth = np.linalg.norm(official - ref["final__cam2w"][k, :3, 3], axis=1)
+        p95, worst = relative_errors(to_official(scene.get_sparse_pts3d()[k], registration), official, depth)
+        assert p95 < 0.01 and worst < 0.03, (k, p95, worst)
+        assert len(scene.get_pts3d_colors()[k]) == len(official)
+
+
+def test_dense_points_match_the_official(scene, ref, registration):
+    pts3d, depthmaps, confs = scene.get_dense_pts3d(clean_depth=True, subsample=8)
+    for k in range(N_VIEWS):
+        official = ref[f"final__dense_pts3d__v{k}"]
+        depth = np.linalg.norm(official - ref["final__cam2w"][k, :3, 3], axis=1)
+        p95, worst = relative_errors(to_official(pts3d[k], registration), official, depth)
+        assert p95 < 0.01 and worst < 0.03, (k, p95, worst)
+        assert depthmaps[k].shape == (96 * 128,)
+        # clean_pointcloud zeroes points 0.1% in front of another camera's surface: pixels within
+        # the depths' noise of that threshold may flip; the canonical confidences themselves agree
+        official_conf = ref[f"final__dense_conf__v{k}"]
+        same_cleaning = np.mean((confs[k] == 0) == (official_conf == 0))
+        assert same_cleaning > 0.98, (k, same_cleaning)
+        kept = (confs[k] > 0) & (official_conf > 0)
+        np.testing.assert_allclose(confs[k][kept], official_conf[kept], rtol=1e-5)
+
+
+def test_top_level_exports():
+    assert dust3r_jax.sparse_align is sparse_align
+    from dust3r_jax.mast3r.sparse_ga import sparse_global_alignment
+    assert dust3r_jax.sparse_global_alignment is sparse_global_alignment
+
+
+# ---- bad input: one-line errors ------------------------------------------------------------
+
+def small_inputs(ref):
+    images, preds = fixture_inputs(ref)
+    return images[:3], {key: preds[key] for key in [(1, 0), (2, 0), (2, 1)]}
+
+
+def test_image_in_no_pair_is_a_one_line_error(ref):
+    images, preds = small_inputs(ref)
+    preds = {(1, 0): preds[1, 0]}
+    with pytest.raises(InputError, match=r"image\(s\) \[2\] appear in no pair") as err:
+        sparse_align(images, preds, niter1=0, niter2=0)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda r: r[1].pop("desc_conf"), "res21 has no 'desc_conf'"),
+    (lambda r: r[0].__setitem__("conf", r[0]["conf"][:48]), r"res11\['conf'\] has shape \(48, 128\)"),
+    (lambda r: r[2].__setitem__("desc", r[2]["desc"][..., :16]), "descriptors of different widths"),
+])
+def test_bad_predictions_are_one_line_errors(ref, corrupt, message):
+    images, preds = small_inputs(ref)
+    results = [dict(r) for r in preds[2, 1]]
+    corrupt(results)
+    preds[2, 1] = tuple(results)
+    with pytest.raises(InputError, match=message) as err:
+        sparse_align(images, preds, niter1=0, niter2=0)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(kinematic_mode="spectral"), "unknown kinematic_mode"),
+    (dict(subsample=7), "not a multiple of subsample=7"),
+    (dict(lr3=1.0), r"unknown keyword\(s\) \['lr3'\]"),
+])
+def test_bad_options_are_one_line_errors(ref, kw, message):
+    images, preds = small_inputs(ref)
+    with pytest.raises(InputError, match=message):
+        sparse_align(images, preds, niter1=0, niter2=0, **kw)
