@@ -1,6 +1,6 @@
 """Benchmark of global alignment: seconds for the MST init and for 300 iterations, and peak memory.
 
-Synthetic scenes (dust3r_jax.alignment.synthetic) with N images of one size and a pair graph
+Synthetic scenes (tests/synthetic_scenes.py) with N images of one size and a pair graph
 (complete, swin, logwin; symmetrized as make_pairs does). Each configuration runs in its own
 subprocess so that peak memory is that configuration's: host peak RSS on CPU, and the device's
 peak bytes in use on GPU.
@@ -38,7 +38,8 @@ def run_one(n, size, graph, niter, edge_chunk, chunk_iters, init_backend="host")
 
     import jax
 
-    from dust3r_jax.alignment import build_problem, lr_schedule, optimize, read_pairs, synthetic
+    from dust3r_jax.alignment import build_problem, lr_schedule, optimize, read_pairs
+    from tests import synthetic_scenes as synthetic
 
     H, W = _parse_size(size)
     edges = {"complete": synthetic.complete_pairs, "swin": synthetic.swin_pairs,
@@ -87,7 +88,8 @@ def focal_study(seeds, n_views, size, niter, reference=None):
     synthetic scenes (one per seed) and, if given, the GA fixtures (their gt__K / gt__cam2world)."""
     import numpy as np
 
-    from dust3r_jax.alignment import global_align, synthetic
+    from dust3r_jax.alignment import global_align
+    from tests import synthetic_scenes as synthetic
 
     H, W = _parse_size(size)
     cases = []

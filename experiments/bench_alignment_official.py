@@ -1,7 +1,7 @@
 """Global alignment: the official PyTorch PointCloudOptimizer against dust3r_jax.global_align, same
 inputs, same machine, runs interleaved.
 
-Inputs are the synthetic scenes of experiments/bench_alignment.py (dust3r_jax.alignment.synthetic:
+Inputs are the synthetic scenes of experiments/bench_alignment.py (tests/synthetic_scenes.py:
 complete symmetrized pair graph, make_scene(seed=0), make_predictions(noise=0.01,
 outlier_frac=0.02, seed=0)). They are generated once per case in this (JAX) environment and saved
 to an .npz; both aligners read that file:
@@ -66,7 +66,7 @@ def make_inputs(n, size, path):
     """Synthetic `inference()`-style output for n images (complete graph) saved to `path` (.npz)."""
     import numpy as np
 
-    from dust3r_jax.alignment import synthetic
+    from tests import synthetic_scenes as synthetic
 
     H, W = _parse_size(size)
     edges = synthetic.complete_pairs(n)

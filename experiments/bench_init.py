@@ -31,7 +31,8 @@ def measure(n, size, repeats=3):
     """dict of seconds: host, device_first, device, pnp (host PnP calls inside either)."""
     import numpy as np
 
-    from dust3r_jax.alignment import init as host_init, init_device, params as P, read_pairs, synthetic
+    from dust3r_jax.alignment import init as host_init, init_device, params as P, read_pairs
+    from tests import synthetic_scenes as synthetic
     from dust3r_jax import pnp
 
     H, W = _parse_size(size)

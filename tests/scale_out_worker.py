@@ -20,7 +20,7 @@ def main(out, coordinator=None, num_processes=1, process_id=0):
 
     import dust3r_jax
     from dust3r_jax import meshes
-    from dust3r_jax.alignment import synthetic
+    import synthetic_scenes as synthetic
     from dust3r_jax.inference import inference
     from dust3r_jax.loading import init_params
     from dust3r_jax.model import AsymmetricCroCo3DStereo

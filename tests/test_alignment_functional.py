@@ -6,7 +6,7 @@ import pytest
 
 from dust3r_jax.alignment import align_arrays, build_problem, lr_schedule, objective, optimize, read_pairs
 from dust3r_jax import xla_cpu
-from dust3r_jax.alignment import synthetic
+import synthetic_scenes as synthetic
 
 
 def _problem(seed=0, n_views=3, H=12, W=16, **kw):

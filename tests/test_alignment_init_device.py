@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from dust3r_jax.alignment import build_problem, global_align, objective, read_pairs, synthetic
+from dust3r_jax.alignment import build_problem, global_align, objective, read_pairs
+import synthetic_scenes as synthetic
 from dust3r_jax.alignment.init import spanning_tree
 from dust3r_jax.alignment.init_device import device_pts3d, spanning_tree_device
 from dust3r_jax.errors import InputError

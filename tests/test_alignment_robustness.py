@@ -4,7 +4,8 @@ import warnings
 import numpy as np
 import pytest
 
-from dust3r_jax.alignment import global_align, synthetic
+from dust3r_jax.alignment import global_align
+import synthetic_scenes as synthetic
 from dust3r_jax.errors import InputError
 
 N_VIEWS, H, W = 4, 24, 32

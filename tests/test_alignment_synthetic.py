@@ -3,7 +3,8 @@ the stale-focal quirk vs its correction, and presets (known poses / focals)."""
 import numpy as np
 import pytest
 
-from dust3r_jax.alignment import global_align, synthetic
+from dust3r_jax.alignment import global_align
+import synthetic_scenes as synthetic
 
 N_VIEWS, H, W = 5, 36, 48
 

@@ -29,7 +29,7 @@ def test_nanmedian_lower_takes_lower_middle_and_ignores_nan():
 
 
 def test_fast_pnp_recovers_a_known_camera():
-    from dust3r_jax.alignment import synthetic
+    import synthetic_scenes as synthetic
     from dust3r_jax.pnp import fast_pnp
     H, W, focal = 24, 32, 30.0
     cam2world = synthetic.look_at(np.array([0.3, -0.2, -1.5]), np.array([0.0, 0.2, 0.5]))

@@ -7,7 +7,7 @@ import pytest
 
 import dust3r_jax
 from dust3r_jax import meshes
-from dust3r_jax.alignment import synthetic
+import synthetic_scenes as synthetic
 from dust3r_jax.geometry import rotation_angle_deg
 from dust3r_jax.inference import inference
 from dust3r_jax.pairs import make_pairs

@@ -1,4 +1,5 @@
-"""Synthetic scenes with known geometry, for tests and benchmarks of the aligner.
+"""Synthetic scenes with known geometry, for tests and benchmarks of the aligner (a test helper:
+experiments import it as `from tests import synthetic_scenes`).
 
 A box-shaped room with a few boxes inside, cameras on an arc looking at the centre (OpenCV
 axes), ray-cast depth, and "predictions" made from the ground truth the way DUSt3R's are laid
