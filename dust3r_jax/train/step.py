@@ -1,7 +1,7 @@
 """The jitted train and eval steps.
 
 A training batch is a pair of view dicts (`view0`, `view1`) as the data loaders yield them, with
-only the device keys kept (`DEVICE_KEYS`), every array stacked to (accum, B, ...) for gradient
+only the keys the steps read kept (`STEP_KEYS`), every array stacked to (accum, B, ...) for gradient
 accumulation. Like the official `loss_of_one_batch(..., symmetrize_batch=True)`, the step
 interleaves the pair into a 2B batch seen in both orders:
     view 1 = (v0_0, v1_0, v0_1, v1_1, ...),  view 2 = (v1_0, v0_0, v1_1, v0_1, ...)
@@ -20,9 +20,11 @@ import optax
 from dust3r_jax.model import interleave
 from dust3r_jax.train import sharding as shd
 
-# what goes to the device (official: depthmap, dataset, label, instance, idx, rng stay on the host;
-# true_shape is needed by the model here, so it goes too)
-DEVICE_KEYS = ("img", "true_shape", "pts3d", "camera_pose", "valid_mask")
+# The fields of a view that the train and eval steps read, with the rank of each (B, ...) array:
+# the model's inputs (img, true_shape) and the criteria's ground truth. Only these go to the
+# device; the rest of a collated view (depthmap, camera_intrinsics, strings, idx, rng) stays on
+# the host.
+STEP_KEYS = {"img": 4, "true_shape": 2, "pts3d": 4, "camera_pose": 3, "valid_mask": 3}
 
 
 def symmetrize(view0, view1):
