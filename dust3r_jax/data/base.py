@@ -29,6 +29,7 @@ import numpy as np
 
 from dust3r_jax.data import views as view_ops
 from dust3r_jax.data.files import FolderStore
+from dust3r_jax.data.mixture import DatasetArithmetic
 from dust3r_jax.errors import ConfigError, InputError
 
 # dtypes a view's array fields may have (anything else, e.g. a float64 pose, is a bug)
@@ -59,31 +60,6 @@ def parse_resolutions(resolution, name="resolution"):
     if not parsed:
         raise ConfigError(f"{name}: empty list")
     return parsed
-
-
-class DatasetArithmetic:
-    """`N @ D`, `k * D` and `A + B` on datasets (dust3r/datasets/base/easy_dataset.py); see `dust3r_jax.data.mixture`."""
-
-    def __add__(self, other):
-        from dust3r_jax.data.mixture import CatDataset
-        return CatDataset([self, other])
-
-    def __rmul__(self, factor):
-        from dust3r_jax.data.mixture import MulDataset
-        return MulDataset(factor, self)
-
-    def __rmatmul__(self, size):
-        from dust3r_jax.data.mixture import ResizedDataset
-        return ResizedDataset(size, self)
-
-    def set_epoch(self, epoch):
-        """Nothing to do for a leaf dataset (the wrappers of 1.7 use the epoch)."""
-
-    def set_stream_seed(self, seed):
-        """Seed of the unseeded generators, applied at their next first call (see `ViewDataset`)."""
-
-    def set_index_seed(self, seed):
-        """Make unseeded generators a function of (seed, idx) (see `ViewDataset`)."""
 
 
 class ViewDataset(DatasetArithmetic):

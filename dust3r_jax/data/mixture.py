@@ -6,7 +6,9 @@
             `set_epoch` (as the official class).
     A + B   CatDataset: concatenation; `set_epoch` forwarded; all members share one resolution list.
 
-A tuple index `(i, ar_idx)` passes through every wrapper with `ar_idx` unchanged.
+A tuple index `(i, ar_idx)` passes through every wrapper with `ar_idx` unchanged. The operators
+are those of `DatasetArithmetic`, the base of every dataset (`dust3r_jax.data.base.ViewDataset`
+derives from it) and of the wrappers, so base imports this module and not the other way round.
 
 `parse_dataset(string, roots=..., defaults=...)` builds a mixture from the official syntax, e.g.
 `"100_000 @ Co3d(split='train', aug_crop=16, mask_bg='rand', resolution=224, transform=ColorJitter)
@@ -21,12 +23,35 @@ import ast
 import numpy as np
 
 from dust3r_jax import literal
-from dust3r_jax.data.base import DatasetArithmetic
+from dust3r_jax.data.sources import SOURCE_NAMES, get_source
 from dust3r_jax.data.views import TRANSFORMS
 from dust3r_jax.errors import ConfigError, InputError
 
 # the permutation seed of `N @ D` and of the batched sampler is epoch + EPOCH_SEED_OFFSET
 EPOCH_SEED_OFFSET = 777
+
+
+class DatasetArithmetic:
+    """`N @ D`, `k * D` and `A + B` on datasets (EasyDataset, dust3r/datasets/base/easy_dataset.py):
+    the base of every dataset (`ViewDataset`) and of the wrappers below."""
+
+    def __add__(self, other):
+        return CatDataset([self, other])
+
+    def __rmul__(self, factor):
+        return MulDataset(factor, self)
+
+    def __rmatmul__(self, size):
+        return ResizedDataset(size, self)
+
+    def set_epoch(self, epoch):
+        """Nothing to do for a leaf dataset (`N @ D` draws its pairs per epoch)."""
+
+    def set_stream_seed(self, seed):
+        """Seed of the unseeded generators, applied at their next first call (see `ViewDataset`)."""
+
+    def set_index_seed(self, seed):
+        """Make unseeded generators a function of (seed, idx) (see `ViewDataset`)."""
 
 
 class _Wrapper(DatasetArithmetic):
@@ -155,8 +180,6 @@ def leaves_of(dataset):
 
 
 def _build(node, roots, defaults, stores):
-    from dust3r_jax.data.sources import SOURCE_NAMES, get_source
-
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Add):
             return _build(node.left, roots, defaults, stores) + _build(node.right, roots, defaults, stores)
