@@ -137,3 +137,22 @@ def test_alignment_pair_slots_are_split_over_the_devices():
         assert shard_shapes == {(pred.shape[0], pred.shape[1] // 8) + pred.shape[2:]}
     for leaf in jax.tree.leaves(problem.params):
         assert leaf.sharding.is_fully_replicated
+
+
+def test_alignment_loss_of_a_scene_past_2_31_pixels_traces():
+    """110 images at 512x384, complete graph: 11,990 pairs, 2.4e9 pixels per side (past int32).
+    Only shapes are traced (jax.eval_shape), nothing is allocated."""
+    import jax.numpy as jnp
+
+    from dust3r_jax.alignment import objective, params as P
+
+    n, (H, W) = 110, (384, 512)
+    edges = [(i, j) for i in range(n) for j in range(n) if i != j]
+    layout = objective.make_layout([(H, W)] * n, edges)
+    assert layout.total_area_i > 2 ** 31
+    prepared = [{"pred": jax.ShapeDtypeStruct((n, len(sg.edge_ids[0]), 3, H * W), jnp.float32),
+                 "w": jax.ShapeDtypeStruct((n, len(sg.edge_ids[0]), H * W), jnp.float32)} for sg in layout.side_groups]
+    params = P.default_params(layout.imshapes, len(edges), 20.0, np.random.default_rng(0))
+    params = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in params.items() if k != "depth"}
+    params["depth"] = [jax.ShapeDtypeStruct((n, H * W), jnp.float32)]
+    assert jax.eval_shape(lambda p, d: objective.loss(p, d, layout), params, prepared).shape == ()

@@ -74,8 +74,11 @@ def make_layout(imshapes, edges, edge_chunk=0, slot_multiple=1, **options):
     image_groups = tuple((hw, tuple(n for n, s in enumerate(imshapes) if s == hw)) for hw in shapes)
     side_groups = []
     for side, k in (("i", 0), ("j", 1)):
+        pairs_of = [[] for _ in imshapes]  # (one pass over the pairs: scenes have 10^4-10^5 of them)
+        for e, ij in enumerate(edges):
+            pairs_of[ij[k]].append(e)
         for g, (_, members) in enumerate(image_groups):
-            per_image = [[e for e, ij in enumerate(edges) if ij[k] == n] for n in members]
+            per_image = [pairs_of[n] for n in members]
             D = max(len(p) for p in per_image)
             if D == 0:
                 continue
@@ -276,4 +279,5 @@ def loss(params, prepared, layout):
         totals[sg.side] = totals[sg.side] + value
     if modular:
         return (totals["i"] + totals["j"]) / len(layout.edges)
-    return totals["i"] / layout.total_area_i + totals["j"] / layout.total_area_j
+    # (areas as floats: past 2^31 pixels, ~60,000 pairs at 512x384, a Python int overflows jit's int32)
+    return totals["i"] / float(layout.total_area_i) + totals["j"] / float(layout.total_area_j)
