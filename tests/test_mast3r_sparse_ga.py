@@ -17,6 +17,7 @@ block of 64 pixels (0.5% of the image), so single points are held to 3% and the 
 percentile) to 1%. Measured: rotations 0.035 degree, centres 0.04% of the extent, focals 0.06%,
 points 0.1-0.2% (95th percentile), 1.5% at worst.
 """
+import jax
 import numpy as np
 import pytest
 
@@ -226,3 +227,38 @@ def test_bad_options_are_one_line_errors(ref, kw, message):
     images, preds = small_inputs(ref)
     with pytest.raises(InputError, match=message):
         sparse_align(images, preds, niter1=0, niter2=0, **kw)
+
+
+# ---- the official signature: the network, then the core ---------------------------------------
+
+def test_sparse_global_alignment_runs_the_network_then_the_core(ref):
+    """The small MASt3R of the fixtures on three of the views: the wrapper's predictions (each
+    image encoded once) are the model's symmetric_inference, and its scene is sparse_align's on
+    them. Random weights give low descriptor confidences: the DUSt3R fallback loss is used."""
+    model_path = REFERENCE / "mast3r" / "models" / "mast3r_small.pth"
+    if not model_path.is_file():
+        pytest.skip(f"MASt3R checkpoint not found at {model_path}")
+    from dust3r_jax.mast3r.sparse_ga import sparse_global_alignment, symmetric_predictions
+    module, params = dust3r_jax.load_model(model_path)
+    views = [{"img": (ref[f"gt__img_u8__v{k}"][None].astype(np.float32) / 255) * 2 - 1,
+              "true_shape": np.array([[96, 128]], np.int32), "idx": k, "instance": str(k)} for k in range(3)]
+    pairs_in = [(views[1], views[0]), (views[2], views[0]), (views[2], views[1])]
+    pairs_in += [(b, a) for a, b in pairs_in]
+    kw = dict(niter1=5, niter2=5, subsample=8)
+    scene = sparse_global_alignment(["0", "1", "2"], pairs_in, "/nonexistent/cache", (module, params)[0],
+                                    params=params, device="cpu", **kw)
+
+    preds = symmetric_predictions(module, params, dict(enumerate(views)), [(1, 0)])
+    direct = jax.jit(lambda p, v1, v2: module.apply({"params": p}, v1, v2, method="symmetric_inference"))(
+        params, *({"img": v["img"], "true_shape": v["true_shape"]} for v in (views[1], views[0])))
+    for ours, official in zip(preds[1, 0], direct):
+        for key in ("pts3d", "conf", "desc", "desc_conf"):
+            official_value = np.asarray(official[key][0])  # batched or not: float32 noise, 1e-4 of the scale
+            np.testing.assert_allclose(ours[key], official_value, atol=1e-4 * np.abs(official_value).max())
+
+    all_preds = symmetric_predictions(module, params, dict(enumerate(views)), [(a["idx"], b["idx"]) for a, b in pairs_in])
+    core = sparse_align(views, all_preds, **kw)
+    np.testing.assert_array_equal(scene.get_im_poses(), core.get_im_poses())
+    assert len(scene.problem.ld_pt) > 0  # the fallback loss had terms
+    with pytest.raises(InputError, match=r"image\(s\) \['3'\] appear in no pair"):
+        sparse_global_alignment(["0", "1", "2", "3"], pairs_in, None, module, params=params)
