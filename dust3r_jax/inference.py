@@ -132,17 +132,12 @@ def _pad(positions: list[int], symmetrized: bool, batch_size: int, multiple: int
     return padded
 
 
-# On the CPU backend, forwards on images of at least this many tokens compile with YNNPACK
-# fusions off (`dust3r_jax.xla_cpu` has the measurements: faster at 512x384, 768 tokens; slower
-# at 224, 196 tokens; sizes in between were not measured).
-_YNN_OFF_MIN_TOKENS = 512
-
-
 def _wants_ynn_off(model, image_hw) -> bool:
     """Whether images of `image_hw` have enough tokens for the option (models without a patch
     size, such as test stand-ins, never do)."""
     patch = getattr(getattr(model, "config", None), "patch_size", None)
-    return bool(patch) and (int(image_hw[0]) // patch) * (int(image_hw[1]) // patch) >= _YNN_OFF_MIN_TOKENS
+    tokens = (int(image_hw[0]) // patch) * (int(image_hw[1]) // patch) if patch else 0
+    return bool(patch) and tokens >= xla_cpu.policy().forward_min_tokens
 
 
 def forward_compiler_options(model, image_hw, backend: str | None = None) -> dict:

@@ -96,7 +96,7 @@ def test_lr_schedule_is_the_official_trace_bitwise(reference_dir):
         np.testing.assert_array_equal(lrs, data["trace__lr"], err_msg=name)
 
 
-def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
+def test_cpu_compiler_options_change_speed_not_results():
     """On CPU, large layouts compile the alignment with XLA:CPU's YNNPACK fusions off (faster
     there): results must equal a plain `jax.jit`, and an XLA that does not know the option must
     still run (plain compilation)."""
@@ -105,7 +105,7 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
     expected_loss = jax.jit(loss, static_argnums=2)(problem.params, problem.data, problem.layout)
     expected_grad = jax.jit(jax.grad(loss), static_argnums=2)(problem.params, problem.data, problem.layout)
     if jax.default_backend() == "cpu":
-        assert xla_cpu._supported(), "jaxlib no longer knows the option: update or drop it"
+        assert xla_cpu.supported(), "jaxlib no longer knows the option: update or drop it"
     assert optimize._row_pixels(problem.layout) == 3 * 12 * 16  # 3 pairs per image and side, 12x16 pixels
 
     def check():
@@ -116,14 +116,11 @@ def test_cpu_compiler_options_change_speed_not_results(monkeypatch):
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected_grad)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
-    monkeypatch.setattr(optimize, "_CPU_OPTIONS_MIN_ROW_PIXELS", 0)  # this small layout takes the tuned path
-    check()
+    with xla_cpu.using(xla_cpu.CpuPolicy(alignment_min_row_pixels=0)):  # this small layout takes the tuned path
+        check()
     # an option this XLA refuses: the probe says so and the plain compilation is used
-    monkeypatch.setattr(xla_cpu, "_YNN_OFF", {"xla_cpu_no_such_option_for_this_test": True})
-    xla_cpu._supported.cache_clear()
-    try:
-        assert not xla_cpu._supported()
+    refused = xla_cpu.CpuPolicy(alignment_min_row_pixels=0, options=(("xla_cpu_no_such_option_for_this_test", True),))
+    with xla_cpu.using(refused):
+        assert not xla_cpu.supported()
         assert xla_cpu.ynn_off_options() == {}
         check()
-    finally:
-        xla_cpu._supported.cache_clear()

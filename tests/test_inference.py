@@ -218,7 +218,7 @@ def test_shared_encodings_tell_images_apart_by_array_not_label(tiny_real_model):
     assert not np.allclose(output["pred2"]["pts3d_in_other_view"][0], output["pred2"]["pts3d_in_other_view"][1])
 
 
-def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypatch):
+def test_cpu_compiler_options_change_speed_not_results(tiny_real_model):
     """From 512 tokens per image (512x384, not 224) the CPU forward compiles with YNNPACK fusions
     off (faster there); results must equal the default compilation, on both inference paths."""
     # the module (`dust3r_jax.inference` is the public function)
@@ -229,22 +229,15 @@ def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypa
     assert inference_module.forward_compiler_options(model, (224, 224)) == {}
     assert inference_module.forward_compiler_options(model, (384, 512), backend="gpu") == {}
     if jax.default_backend() == "cpu":
-        assert xla_cpu._supported(), "jaxlib no longer knows the option: update or drop it"
-        assert inference_module.forward_compiler_options(model, (384, 512)) == xla_cpu._YNN_OFF
+        assert xla_cpu.supported(), "jaxlib no longer knows the option: update or drop it"
+        assert inference_module.forward_compiler_options(model, (384, 512)) == dict(xla_cpu.policy().options)
     images = _images([(32, 48)] * 3, seed=4)
     pairs = make_pairs(images, "complete", symmetrize=True)
     expected = {reuse: inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=reuse)
                 for reuse in (True, False)}
-    inference_module._COMPILED.clear()
-    monkeypatch.setattr(inference_module, "_YNN_OFF_MIN_TOKENS", 0)  # these tiny images take the tuned path
-    used = []
-    real = xla_cpu.jit_choosing_options
-
-    def spy(fn, wants, **kw):
-        return real(fn, lambda *a: used.append(wants(*a)) or used[-1], **kw)
-
-    monkeypatch.setattr(xla_cpu, "jit_choosing_options", spy)
-    try:
+    with xla_cpu.using(xla_cpu.CpuPolicy(forward_min_tokens=0)):  # these tiny images take the tuned path
+        if jax.default_backend() == "cpu":
+            assert inference_module.forward_compiler_options(model, (32, 48)) == dict(xla_cpu.policy().options)
         for reuse in (True, False):
             got = inference(pairs, model, params, batch_size=4, verbose=False, reuse_encodings=reuse)
             # different dot kernels sum in another order: float32 rounding, ~1e-6 of the largest value
@@ -252,9 +245,6 @@ def test_cpu_compiler_options_change_speed_not_results(tiny_real_model, monkeypa
                 assert_close(got["pred1"][key], expected[reuse]["pred1"][key], rel=1e-5, name=f"pred1 {key}")
             assert_close(got["pred2"]["pts3d_in_other_view"], expected[reuse]["pred2"]["pts3d_in_other_view"],
                          rel=1e-5, name="pred2 pts3d")
-    finally:
-        inference_module._COMPILED.clear()
-    assert used and all(used)
 
 
 def test_public_inference_is_the_function_whatever_was_imported_first():

@@ -115,7 +115,7 @@ def _similarity(s, R, T):
 
 def _weiszfeld_focal(pts, valid, pp):
     """Official Weiszfeld focal of one image over its valid pixels: pts (H, W, 3) in its own
-    camera frame, valid (H, W), pp (2,). As `postprocess.estimate_focal_knowing_depth`."""
+    camera frame, valid (H, W), pp (2,). As `focal.estimate_focal_knowing_depth`."""
     H, W, _ = pts.shape
     u, v = jnp.meshgrid(jnp.arange(W, dtype=pts.dtype), jnp.arange(H, dtype=pts.dtype), indexing="xy")
     pix = (jnp.stack((u, v), -1) - pp).reshape(-1, 2)

@@ -67,12 +67,6 @@ def align_arrays(data, params, layout, lrs, trainable):
     return params, losses
 
 
-# Large layouts compile with XLA:CPU's YNNPACK fusions off (see `dust3r_jax.xla_cpu` for the
-# measurements): the measured cases split at one number, (pairs of an image on one side) x (its
-# pixels): below 2^18 the default wins, above it the option.
-_CPU_OPTIONS_MIN_ROW_PIXELS = 2 ** 18
-
-
 def _row_pixels(layout):
     """Largest (pairs of one image on one side) x (pixels of that image) of the layout."""
     return max(len(sg.edge_ids[0]) * layout.image_groups[sg.group][0][0] * layout.image_groups[sg.group][0][1]
@@ -83,7 +77,7 @@ def _alignment_jit(fn, layout_argnum, **jit_kwargs):
     """`jax.jit(fn, **jit_kwargs)`, compiled with YNNPACK fusions off on the CPU backend when the
     layout (argument `layout_argnum`, static) is large enough for that to pay."""
     return xla_cpu.jit_choosing_options(
-        fn, lambda *args: _row_pixels(args[layout_argnum]) >= _CPU_OPTIONS_MIN_ROW_PIXELS, **jit_kwargs)
+        fn, lambda *args: _row_pixels(args[layout_argnum]) >= xla_cpu.policy().alignment_min_row_pixels, **jit_kwargs)
 
 
 _prepare_jit = _alignment_jit(objective.prepare, 0, static_argnums=0)
