@@ -1,0 +1,140 @@
+"""Benchmark of MASt3R's sparse alignment core (`dust3r_jax.sparse_align`) on the CPU, per stage.
+
+Cases:
+  fixture   the official 4-view fixture (96x128, complete symmetrised graph, ground-truth predictions)
+  synth-N   N synthetic views at 96x128 of a bumpy wall seen by cameras on a line (ground-truth
+            pointmaps + 0.5% depth noise, descriptors = random Fourier features of the world point,
+            as the fixture's), complete graph up to 8 views, else a sliding window of 3
+Each case runs 300 + 300 iterations twice: the first call compiles, the table reports the second
+(and the first's extra as "compile"). Stages: correspondences (reciprocal matching of every pair),
+canonical views + tree, coarse (3D matching) and fine (2D reprojection) optimisation.
+
+    python experiments/bench_sparse_align.py [--views 8 16] [--reference ../shared/reference]
+"""
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from dust3r_jax.mast3r import align, kinematic, sparse_opt
+from dust3r_jax.mast3r.matching import pair_correspondences
+from dust3r_jax.mast3r.sparse_problem import build_problem
+
+H, W = 96, 128
+RESULTS = Path(__file__).parent / "results" / "bench_sparse_align.md"
+
+
+def fixture_case(reference):
+    ref = np.load(reference / "mast3r" / "sparse_ga" / "scene.npz")
+    first = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
+
+    def result(i, j, name, view):
+        p = f"pred__{i}_{j}__{name}_"
+        return {"pts3d": ref[p + "pts3d"], "conf": ref[p + "conf"], "desc_conf": ref[p + "desc_conf"],
+                "desc": ref[f"desc__v{view}"]}
+
+    preds = {(i, j): (result(i, j, "res11", i), result(i, j, "res21", j), result(i, j, "res22", j),
+                      result(i, j, "res12", i)) for i, j in first}
+    preds.update({(j, i): (r[2], r[3], r[0], r[1]) for (i, j), r in list(preds.items())})
+    return [ref[f"gt__img_u8__v{k}"] for k in range(4)], preds
+
+
+def synthetic_case(n, seed=0):
+    """n views of the wall z = 4 + bumps(x, y), cameras at x = 0.35 k looking along +z (slight yaw)."""
+    rng = np.random.default_rng(seed)
+    freqs, phases = rng.normal(0, 2.0, (12, 3)), rng.uniform(0, 2 * np.pi, 12)
+    focal = 110.0
+    v, u = np.mgrid[:H, :W].astype(np.float64)
+    rays_cam = np.stack([(u - W / 2) / focal, (v - H / 2) / focal, np.ones_like(u)], -1)
+    cams, world = [], []
+    for k in range(n):
+        yaw = 0.1 * np.sin(k)
+        R = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+        centre = np.array([0.35 * k, 0.1 * np.cos(k), 0.0])
+        rays = rays_cam @ R.T
+        t = np.full((H, W), 4.0)
+        for _ in range(8):  # fixed point on the bumpy wall
+            p = centre + t[..., None] * rays
+            t = (4 + 0.3 * np.sin(p[..., 0] * 2) * np.cos(p[..., 1] * 3) - centre[2]) / rays[..., 2]
+        cams.append((R, centre))
+        world.append(centre + t[..., None] * rays)
+    feats = [np.concatenate([np.cos(w @ freqs.T + phases), np.sin(w @ freqs.T + phases)], -1) for w in world]
+    descs = [(f / np.linalg.norm(f, axis=-1, keepdims=True)).astype(np.float32) for f in feats]
+
+    def in_cam(pts, k):
+        R, centre = cams[k]
+        local = (pts - centre) @ R
+        return (local * (1 + 0.005 * rng.standard_normal(local.shape[:2]))[..., None]).astype(np.float32)
+
+    def result(view, cam):
+        return {"pts3d": in_cam(world[view], cam), "conf": rng.uniform(2, 6, (H, W)).astype(np.float32),
+                "desc": descs[view], "desc_conf": rng.uniform(4, 12, (H, W)).astype(np.float32)}
+
+    if n <= 8:
+        edges = [(i, j) for i in range(n) for j in range(i)]
+    else:
+        edges = [(j, i) for i in range(n) for j in range(i + 1, min(i + 4, n))]
+    preds = {(i, j): (result(i, i), result(j, i), result(j, j), result(i, j)) for i, j in edges}
+    images = [np.full((H, W, 3), 128, np.uint8)] * n
+    return images, preds, len(edges)
+
+
+def timed_run(images, preds):
+    """Seconds per stage of one sparse_align (300 + 300 iterations)."""
+    options = align.SparseAlignOptions()
+    times = {}
+    t = time.perf_counter()
+    imgs, pairs, directed = align._check_inputs(images, preds, options)
+    corres = {key: pair_correspondences(*res, subsample=8) for key, res in pairs.items()}
+    times["correspondences"] = time.perf_counter() - t
+    t = time.perf_counter()
+    problem = build_problem([im.shape[:2] for im in imgs], pairs, directed, corres, 8, options.matching_conf_thr)
+    tree = kinematic.kinematic_tree(problem.scores, problem.imsizes, 8, options.kinematic_mode)
+    tree = (int(tree[0]), tuple((int(a), int(b)) for a, b in tree[1]))
+    times["canonical + tree"] = time.perf_counter() - t
+    data = problem.device_arrays()
+    params = sparse_opt.init_params(problem, False)
+    for stage, trainable, lr in (("3d", ("quat", "trans", "log_size"), options.lr1),
+                                 ("2d", ("quat", "trans", "log_size", "log_focal", "pp", "core_depth"), options.lr2)):
+        t = time.perf_counter()
+        params, _, loss = sparse_opt.run_stage(params, data, tree=tree, stage=stage, trainable=trainable, shared=(),
+                                               niter=300, lr_base=lr, options=options)
+        jax.block_until_ready(loss)
+        times[f"stage {stage}"] = time.perf_counter() - t
+    return times, len(problem.pt_img)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--views", type=int, nargs="*", default=[8, 16])
+    parser.add_argument("--reference", type=Path, default=Path(__file__).parents[1].parent / "shared" / "reference")
+    args = parser.parse_args()
+    cases = []
+    if (args.reference / "mast3r" / "sparse_ga" / "scene.npz").is_file():
+        images, preds = fixture_case(args.reference)
+        cases.append(("fixture (4 views)", images, preds, len(preds) // 2))
+    for n in args.views:
+        images, preds, n_pairs = synthetic_case(n)
+        cases.append((f"synth-{n}", images, preds, n_pairs))
+    stages = ["correspondences", "canonical + tree", "stage 3d", "stage 2d"]
+    lines = ["| case | pairs | points | " + " | ".join(f"{s} (s)" for s in stages) + " | total (s) | compile (s) |",
+             "|" + "---|" * (len(stages) + 5)]
+    for name, images, preds, n_pairs in cases:
+        first, _ = timed_run(images, preds)
+        times, n_points = timed_run(images, preds)
+        total = sum(times.values())
+        lines.append(f"| {name} | {n_pairs} | {n_points} | " + " | ".join(f"{times[s]:.2f}" for s in stages)
+                     + f" | {total:.2f} | {sum(first.values()) - total:.2f} |")
+        print(lines[-1], flush=True)
+    header = (f"# sparse_align on the CPU ({jax.devices()[0].device_kind}, {H}x{W}, 300 + 300 iterations)\n\n"
+              "Second call of each case (compiled); 'compile' is the first call's extra time. "
+              "`python experiments/bench_sparse_align.py`\n\n")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(header + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
