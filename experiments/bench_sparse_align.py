@@ -86,7 +86,7 @@ def timed_run(images, preds):
     options = align.SparseAlignOptions()
     times = {}
     t = time.perf_counter()
-    imgs, pairs, directed = align._check_inputs(images, preds, options)
+    imgs, pairs, directed = align.check_inputs(images, preds, options)
     corres = {key: pair_correspondences(*res, subsample=8) for key, res in pairs.items()}
     times["correspondences"] = time.perf_counter() - t
     t = time.perf_counter()

@@ -75,7 +75,7 @@ def _image_array(image, k):
     return arr.astype(np.float32) / 255 if arr.dtype == np.uint8 else arr.astype(np.float32)
 
 
-def _check_inputs(images, pair_predictions, options):
+def check_inputs(images, pair_predictions, options):
     """(image arrays, {(i, j): results} one per unordered pair in order, [(a, b), ...] as listed)."""
     imgs = [_image_array(im, k) for k, im in enumerate(images)]
     n = len(imgs)
@@ -167,7 +167,7 @@ def sparse_align(images, pair_predictions, subsample=8, lr1=0.07, niter1=300, lr
                                  opt_depth=opt_depth, matching_conf_thr=matching_conf_thr,
                                  kinematic_mode=kinematic_mode, shared_intrinsics=shared_intrinsics,
                                  **_options_kw(kw))
-    imgs, pairs, directed = _check_inputs(images, pair_predictions, options)
+    imgs, pairs, directed = check_inputs(images, pair_predictions, options)
     corres = {key: pair_correspondences(*results, subsample=subsample, desc_conf=options.desc_conf)
               for key, results in pairs.items()}
     problem = build_problem([im.shape[:2] for im in imgs], pairs, directed, corres, subsample, matching_conf_thr)
