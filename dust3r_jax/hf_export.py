@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 # config fields that describe how we compute, not the model (the official constructor has none)
-_COMPUTE_ONLY = ("dtype", "head_dtype", "param_dtype", "matmul_precision")
+_COMPUTE_ONLY = ("dtype", "head_dtype", "param_dtype", "matmul_precision", "attention")
 
 
 def official_config(config):

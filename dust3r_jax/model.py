@@ -94,20 +94,21 @@ class AsymmetricCroCo3DStereo(nn.Module):
     def setup(self):
         cfg = self.config
         kw = dict(dtype=jnp.dtype(cfg.dtype), param_dtype=jnp.dtype(cfg.param_dtype))
+        block_kw = dict(kw, attention=cfg.attention)
         rope = rope_frequency(cfg)
         self.patch_embed = PatchEmbed(
             cfg.enc_embed_dim, cfg.patch_size, many_aspect_ratios=cfg.patch_embed_cls == "ManyAR_PatchEmbed", **kw
         )
         self.enc_blocks = [
-            EncoderBlock(cfg.enc_num_heads, cfg.mlp_ratio, rope, **kw) for _ in range(cfg.enc_depth)
+            EncoderBlock(cfg.enc_num_heads, cfg.mlp_ratio, rope, **block_kw) for _ in range(cfg.enc_depth)
         ]
         self.enc_norm = layer_norm("enc_norm", **kw)
         self.decoder_embed = dense(cfg.dec_embed_dim, ("embed", "embed"), kw["dtype"], kw["param_dtype"], None)
         self.dec_blocks = [
-            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **kw) for _ in range(cfg.dec_depth)
+            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **block_kw) for _ in range(cfg.dec_depth)
         ]
         self.dec_blocks2 = [
-            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **kw) for _ in range(cfg.dec_depth)
+            DecoderBlock(cfg.dec_num_heads, cfg.mlp_ratio, rope, cfg.norm_im2_in_dec, **block_kw) for _ in range(cfg.dec_depth)
         ]
         self.dec_norm = layer_norm("dec_norm", **kw)
         head_kw = dict(dtype=jnp.dtype(cfg.head_dtype), param_dtype=kw["param_dtype"])

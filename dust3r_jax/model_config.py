@@ -12,6 +12,10 @@ import ml_collections
 
 from dust3r_jax.errors import ConfigError
 
+# Values of `attention`, the attention kernel (dust3r_jax/layers/attention.py): 'auto' picks one of
+# the others per platform and dtype.
+ATTENTION_IMPLEMENTATIONS = ("auto", "cudnn", "xla", "matmul")
+
 # The trunk of every released model and of CroCo v2: ViT-Large encoder, ViT-Base decoder, RoPE100.
 VITL_BASE_DECODER = dict(
     enc_embed_dim=1024, enc_depth=24, enc_num_heads=16,
@@ -39,6 +43,9 @@ _DEFAULTS = dict(
     # precision of float32 matmuls/convolutions: 'highest' keeps GPUs from silently using TF32
     # (the official outputs are true float32); 'default' trades that for speed. Ignored for bf16.
     matmul_precision="highest",
+    # attention kernel: 'auto' (cuDNN flash attention for bf16/fp16 on CUDA GPUs, else XLA), or
+    # 'cudnn' | 'xla' | 'matmul' to force one (dust3r_jax/layers/attention.py)
+    attention="auto",
 )
 
 # Constructor arguments of the official classes that do not change the computation at inference.
@@ -121,6 +128,8 @@ def _check_types_and_ranges(config) -> None:
     for key in ("norm_im2_in_dec", "landscape_only"):
         if not isinstance(config[key], bool):
             raise ConfigError(f"{key}={config[key]!r}: expected True or False")
+    if config.attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ConfigError(f"attention={config.attention!r}: expected one of {ATTENTION_IMPLEMENTATIONS}")
     for key in ("pos_embed", "head_type", "output_mode", "patch_embed_cls", "freeze"):
         if not isinstance(config[key], str):
             raise ConfigError(f"{key}={config[key]!r}: expected a string")

@@ -42,12 +42,14 @@ class EncoderBlock(nn.Module):
     rope_base: float | None
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    attention: str = "auto"  # model_config.ATTENTION_IMPLEMENTATIONS
 
     @nn.compact
     def __call__(self, x, positions):
         """x: (B, N, C); positions: (B, N, 2)."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = x + SelfAttention(self.num_heads, self.rope_base, name="attn", **kw)(layer_norm("norm1", **kw)(x), positions)
+        attn_kw = dict(kw, attention=self.attention)
+        x = x + SelfAttention(self.num_heads, self.rope_base, name="attn", **attn_kw)(layer_norm("norm1", **kw)(x), positions)
         hidden = int(x.shape[-1] * self.mlp_ratio)
         return x + Mlp(hidden, name="mlp", **kw)(layer_norm("norm2", **kw)(x))
 
@@ -61,14 +63,16 @@ class DecoderBlock(nn.Module):
     norm_memory: bool = True
     dtype: jnp.dtype = jnp.float32
     param_dtype: jnp.dtype = jnp.float32
+    attention: str = "auto"  # model_config.ATTENTION_IMPLEMENTATIONS
 
     @nn.compact
     def __call__(self, x, y, x_positions, y_positions):
         """x: (B, Nx, D) own tokens; y: (B, Ny, D) other view's tokens. Returns the new x."""
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        x = x + SelfAttention(self.num_heads, self.rope_base, name="attn", **kw)(layer_norm("norm1", **kw)(x), x_positions)
+        attn_kw = dict(kw, attention=self.attention)
+        x = x + SelfAttention(self.num_heads, self.rope_base, name="attn", **attn_kw)(layer_norm("norm1", **kw)(x), x_positions)
         memory = layer_norm("norm_y", **kw)(y) if self.norm_memory else y
-        x = x + CrossAttention(self.num_heads, self.rope_base, name="cross_attn", **kw)(
+        x = x + CrossAttention(self.num_heads, self.rope_base, name="cross_attn", **attn_kw)(
             layer_norm("norm2", **kw)(x), memory, x_positions, y_positions
         )
         hidden = int(x.shape[-1] * self.mlp_ratio)
