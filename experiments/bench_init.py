@@ -31,7 +31,7 @@ def measure(n, size, repeats=3):
     """dict of seconds: host, device_first, device, pnp (host PnP calls inside either)."""
     import numpy as np
 
-    from dust3r_jax.alignment import init as host_init, init_device, params as P, read_pairs
+    from dust3r_jax.alignment import AlignOptions, init as host_init, init_device, params as P, read_pairs
     from tests import synthetic_scenes as synthetic
     from dust3r_jax import pnp
 
@@ -51,10 +51,10 @@ def measure(n, size, repeats=3):
     host_init.fast_pnp = init_device.fast_pnp = timed_pnp  # count PnP time (benchmark only)
 
     def host():
-        return host_init.init_mst(pairs, params, frozen, stale_focal=False)
+        return host_init.init_mst(pairs, params, frozen, AlignOptions(stale_focal=False))
 
     def device():
-        return init_device.init_mst_device(pairs, params, frozen, stale_focal=False)
+        return init_device.init_mst_device(pairs, params, frozen, AlignOptions(stale_focal=False))
     t0 = time.perf_counter()
     device()
     device_first = time.perf_counter() - t0

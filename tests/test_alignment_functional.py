@@ -124,3 +124,25 @@ def test_cpu_compiler_options_change_speed_not_results():
         assert not xla_cpu.supported()
         assert xla_cpu.ynn_off_options() == {}
         check()
+
+
+def test_alignment_options_are_one_dataclass_that_keywords_override():
+    """global_align / build_problem take one AlignOptions; keywords override single options; a bad
+    value or an unknown name is one InputError line naming it."""
+    from dust3r_jax import global_align
+    from dust3r_jax.alignment import AlignOptions, align_options
+    from dust3r_jax.errors import InputError
+
+    truth = synthetic.make_scene(3, 12, 16, seed=0)
+    output = synthetic.make_predictions(truth, synthetic.complete_pairs(3), noise=0.01, seed=0)
+    by_options = global_align(output, AlignOptions(niter=5, lr=0.02))
+    by_keywords = global_align(output, niter=5, lr=0.02)
+    assert by_options.loss == by_keywords.loss
+    np.testing.assert_array_equal(by_options.cam2world, by_keywords.cam2world)
+    assert align_options(AlignOptions(niter=5), lr=0.02) == AlignOptions(niter=5, lr=0.02)
+    with pytest.raises(InputError, match="unknown alignment option.*nitre"):
+        global_align(output, nitre=5)
+    with pytest.raises(InputError, match="schedule must be one of 'cosine', 'linear', found 'cosin'"):
+        AlignOptions(schedule="cosin")
+    with pytest.raises(InputError, match="niter must be >= 0"):
+        global_align(output, niter=-1)

@@ -16,6 +16,7 @@ from dust3r_jax.errors import InputError
 from dust3r_jax.geometry import align_multiple_poses, geotrf, rigid_points_registration, sRT_to_4x4
 from dust3r_jax.pnp import fast_pnp
 from dust3r_jax.focal import estimate_focal
+from dust3r_jax.alignment.options import AlignOptions
 from dust3r_jax.alignment.params import decode_poses, encode_pose, focals_from_params, principal_points
 
 
@@ -147,22 +148,27 @@ def move_onto_preset_cameras(cam2world, params, frozen):
     return trf, cam2world
 
 
-def init_mst(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, base_scale=0.5, norm_pw_scale=True,
-             stale_focal=True, focal_break=20.0):
-    """MST initialisation: spanning tree, then `init_from_pts3d`."""
-    pts3d, _, focals, cam2world = spanning_tree(pairs, min_conf_thr, niter_PnP, stale_focal)
-    return init_from_pts3d(pairs, params, frozen, pts3d, focals, cam2world, base_scale, norm_pw_scale,
-                           focal_break)
+def init_mst(pairs, params, frozen, options=None, norm_pw_scale=True):
+    """MST initialisation: spanning tree, then `init_from_pts3d`. options: an `AlignOptions`
+    (min_conf_thr, niter_PnP, stale_focal, base_scale, focal_break)."""
+    options = options or AlignOptions()
+    pts3d, _, focals, cam2world = spanning_tree(pairs, options.min_conf_thr, options.niter_PnP, options.stale_focal)
+    return init_from_pts3d(pairs, params, frozen, pts3d, focals, cam2world, options.base_scale, norm_pw_scale,
+                           options.focal_break)
 
 
-def init_known_poses(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, focal_break=20.0, own_focal=False):
+def init_known_poses(pairs, params, frozen, options=None):
     """Official `init_from_known_poses`: every pose and focal preset; each pair's pose is found by
     PnP of pred_j and aligned onto the two known cameras; depths from the best pair of each image.
 
     The official PnP projects image j's points with image i's focal and principal point, which is
     wrong when the cameras differ (on our synthetic scenes with +-20% focals the initial pair
-    scales are off by up to 3x and 300 iterations do not recover). `own_focal=True` uses image j's.
+    scales are off by up to 3x and 300 iterations do not recover). `options.pnp_own_focal=True`
+    uses image j's. options: an `AlignOptions` (min_conf_thr, niter_PnP, focal_break, pnp_own_focal).
     """
+    options = options or AlignOptions()
+    min_conf_thr, niter_PnP, focal_break = options.min_conf_thr, options.niter_PnP, options.focal_break
+    own_focal = options.pnp_own_focal
     if not (np.all(frozen["im_poses"]) and np.all(frozen["im_focals"])):
         raise InputError("init='known_poses' needs known_poses and known_focals for every image")
     params = {k: (list(v) if k == "depth" else np.array(v)) for k, v in params.items()}

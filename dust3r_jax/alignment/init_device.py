@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dust3r_jax.alignment.options import AlignOptions
 from dust3r_jax.alignment.init import move_onto_preset_cameras
 from dust3r_jax.alignment.params import encode_pose
 from dust3r_jax.pnp import fast_pnp
@@ -315,11 +316,13 @@ def device_pts3d(pairs, arrays, trf=None):
     return [world[n, :h, :w] for n, (h, w) in enumerate(pairs.imshapes)]
 
 
-def init_mst_device(pairs, params, frozen, min_conf_thr=3.0, niter_PnP=10, base_scale=0.5, norm_pw_scale=True,
-                    stale_focal=True, focal_break=20.0):
+def init_mst_device(pairs, params, frozen, options=None, norm_pw_scale=True):
     """`init.init_mst` with the heavy steps on the device (same arguments and result)."""
+    options = options or AlignOptions()
+    base_scale, focal_break = options.base_scale, options.focal_break
     params = {k: (list(v) if k == "depth" else np.array(v)) for k, v in params.items()}
-    _, focals, cam2world, arrays = spanning_tree_device(pairs, min_conf_thr, niter_PnP, stale_focal)
+    _, focals, cam2world, arrays = spanning_tree_device(pairs, options.min_conf_thr, options.niter_PnP,
+                                                        options.stale_focal)
     tree = arrays["tree"]
 
     trf, cam2world = move_onto_preset_cameras(cam2world, params, frozen)

@@ -19,6 +19,7 @@ from dust3r_jax.alignment import init_device
 from dust3r_jax.alignment import objective
 from dust3r_jax.alignment import params as P
 from dust3r_jax.alignment.inputs import PairPredictions
+from dust3r_jax.alignment.options import align_options
 from dust3r_jax.alignment.scene import Scene
 
 
@@ -53,15 +54,14 @@ def _presets(values, n, name, shape):
     return mask, out
 
 
-def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="log", dist="l1",
-                  base_scale=0.5, pw_break=20.0, focal_break=20.0, optimize_pp=False, allow_pw_adaptors=False,
-                  niter_PnP=10, known_poses=None, known_focals=None, known_pp=None, stale_focal=True,
-                  edge_chunk=0, seed=0, pnp_own_focal=False, init_backend="host", mesh=None):
-    """See `dust3r_jax.alignment.global_align` for the options."""
-    if mode not in ("pointcloud", "modular"):
-        raise InputError(f"mode must be 'pointcloud', 'modular' or 'pair', found {mode!r}")
-    if dist not in ("l1", "l2"):
-        raise InputError(f"dist must be 'l1' or 'l2', found {dist!r}")
+def build_problem(pairs, options=None, *, known_poses=None, known_focals=None, known_pp=None, mesh=None,
+                  **option_overrides):
+    """The optimisation problem of `pairs` (see `global_align` for the arguments; `options` an
+    `AlignOptions`, keywords override single options)."""
+    options = align_options(options, **option_overrides)
+    mode = options.mode
+    if mode == "pair":
+        raise InputError("mode='pair' (the PairViewer) has no optimisation problem; use global_align")
     n = pairs.n_imgs
     pose_known, poses = _presets(known_poses, n, "known_poses", (4, 4))
     focal_known, focals = _presets(known_focals, n, "known_focals", ())
@@ -75,7 +75,8 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
     else:
         norm_pw_scale = int(pose_known.sum()) <= 1
 
-    params = P.default_params(pairs.imshapes, pairs.n_edges, focal_break, np.random.default_rng(seed))
+    focal_break = options.focal_break
+    params = P.default_params(pairs.imshapes, pairs.n_edges, focal_break, np.random.default_rng(options.seed))
     for k in range(n):
         if pose_known[k]:
             params["im_poses"][k] = P.encode_pose(poses[k][:3, :3], poses[k][:3, 3])
@@ -86,23 +87,17 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
             params["im_pp"][k] = (pps[k] - (W / 2, H / 2)) / 10
     frozen = {"im_poses": pose_known, "im_focals": focal_known, "im_pp": pp_known, "depth": np.zeros(n, bool)}
 
-    if init_backend not in ("host", "device"):
-        raise InputError(f"init_backend must be 'host' or 'device', found {init_backend!r}")
-    if init in ("mst", "msp"):
-        init_mst = init_lib.init_mst if init_backend == "host" else init_device.init_mst_device
-        params = init_mst(pairs, params, frozen, min_conf_thr, niter_PnP, base_scale, norm_pw_scale,
-                                   stale_focal, focal_break)
-    elif init == "known_poses":
-        params = init_lib.init_known_poses(pairs, params, frozen, min_conf_thr, niter_PnP, focal_break,
-                                           own_focal=pnp_own_focal)
-    elif init is not None:
-        raise InputError(f"init must be 'mst', 'known_poses' or None, found {init!r}")
+    if options.init in ("mst", "msp"):
+        init_mst = init_lib.init_mst if options.init_backend == "host" else init_device.init_mst_device
+        params = init_mst(pairs, params, frozen, options, norm_pw_scale)
+    elif options.init == "known_poses":
+        params = init_lib.init_known_poses(pairs, params, frozen, options)
 
     slots = 1 if mesh is None else meshes.mesh_size(mesh)
-    layout = objective.make_layout(pairs.imshapes, pairs.edges, edge_chunk, slots, loss_mode=mode, dist=dist, conf=conf,
-                                   base_scale=float(base_scale), pw_break=float(pw_break),
-                                   focal_break=float(focal_break), norm_pw_scale=bool(norm_pw_scale),
-                                   pw_adaptors=bool(allow_pw_adaptors))
+    layout = objective.make_layout(pairs.imshapes, pairs.edges, options.edge_chunk, slots, loss_mode=mode,
+                                   dist=options.dist, conf=options.conf, base_scale=float(options.base_scale),
+                                   pw_break=float(options.pw_break), focal_break=float(focal_break),
+                                   norm_pw_scale=bool(norm_pw_scale), pw_adaptors=bool(options.allow_pw_adaptors))
     data = objective.pack_data(layout, pairs.pred_i, pairs.pred_j, pairs.conf_i, pairs.conf_j)
     jparams = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in params.items() if k != "depth"}
     jparams["depth"] = objective.pack_depth(layout, params["depth"])
@@ -113,13 +108,13 @@ def build_problem(pairs, mode="pointcloud", init="mst", min_conf_thr=3.0, conf="
         "depth": [jnp.ones((1, 1), jnp.float32) for _ in layout.image_groups],
         "im_poses": col(pose_known),
         "im_focals": col(focal_known),
-        "im_pp": col(pp_known | (not optimize_pp)),
+        "im_pp": col(pp_known | (not options.optimize_pp)),
         "pw_poses": jnp.ones((pairs.n_edges, 1), jnp.float32),
-        "pw_adaptors": jnp.full((pairs.n_edges, 1), 1.0 if allow_pw_adaptors else 0.0, jnp.float32),
+        "pw_adaptors": jnp.full((pairs.n_edges, 1), 1.0 if options.allow_pw_adaptors else 0.0, jnp.float32),
     }
     if mesh is not None:
         data, jparams, trainable = shard_problem(mesh, data, jparams, trainable)
-    return Problem(pairs, layout, data, jparams, trainable, float(min_conf_thr))
+    return Problem(pairs, layout, data, jparams, trainable, float(options.min_conf_thr))
 
 
 def shard_problem(mesh, data, params, trainable):
