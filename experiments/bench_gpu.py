@@ -6,7 +6,10 @@ so a run cut short keeps what it did):
 * inference: the full-size 512x384 DPT and 224 linear models (random weights of the official
   configs, `bench_inference.random_model`) in float32 and bfloat16 at batch 1/8/32: ms per pair,
   pairs/s, MFU = analytic FLOPs (`dust3r_jax.flops.pair_flops`, encoder included) / time / the
-  measured bf16 ceiling; plus the bf16 pointmap's relative error against float32 (same weights);
+  measured bf16 ceiling; plus the bf16 pointmap's max |error| / max |fp32| (same weights);
+  each row names the attention kernel it ran (model config `attention`; `--attention xla,cudnn`
+  runs the bf16 rows once per kernel to compare them; float32 rows skip 'cudnn', which takes
+  half precision only);
 * pipeline: 16 photos at 512x384 through load, inference (linear head, bf16), alignment (300
   iterations, device MST init) and export (`bench_pipeline.run_one`);
 * alignment: 300 iterations for 16 and 64 synthetic images at 512x384, complete graph, device MST
@@ -14,6 +17,7 @@ so a run cut short keeps what it did):
 
     python experiments/bench_gpu.py                       # all of it (GPU)
     python experiments/bench_gpu.py --sections matmul,inference --batches 1,8
+    python experiments/bench_gpu.py --sections matmul,inference --attention xla,cudnn
     python experiments/bench_gpu.py --smoke               # tiny sizes, CPU, well under a minute
 
 Writes experiments/results/bench_gpu_<device>.md (`--out` to change).
@@ -81,32 +85,60 @@ def _model(model_name, dtype, batch, smoke):
     return model, params, views, SMOKE_HW
 
 
-def inference_rows(models, dtypes, batches, repeats, peak_tflops, smoke):
-    """Yields one row per (model, dtype, batch)."""
+def attention_used(config, device):
+    """The attention kernel a model of `config` runs on `device` ('auto' resolved as the model does)."""
+    from dust3r_jax.layers.attention import attention_implementation
+    if config.attention != "auto":
+        return config.attention
+    platform = device.platform
+    if platform == "gpu" and "cuda" in getattr(device.client, "platform_version", "").lower():
+        platform = "cuda"
+    head_dims = {config.enc_embed_dim // config.enc_num_heads, config.dec_embed_dim // config.dec_num_heads}
+    return "/".join(sorted({attention_implementation(config.dtype, hd, platform) for hd in head_dims}))
+
+
+def inference_rows(models, dtypes, batches, repeats, peak_tflops, smoke, attentions=("auto",)):
+    """Yields one row per (model, dtype, attention kernel, batch)."""
     import jax
     import numpy as np
     from dust3r_jax.flops import pair_flops
+    from dust3r_jax.model import AsymmetricCroCo3DStereo, model_config
     reference = {}
     for model_name in models:
         for dtype in dtypes:
             model, params, views, hw = _model(model_name, dtype, max(batches), smoke)
-            apply, _ = bench_inference.jit_forward(model, hw)
             flops = pair_flops(model.config, hw).total
-            for batch in batches:
-                batch_views = jax.tree.map(lambda x: x[:batch], views)
-                out = apply({"params": params}, *batch_views)
-                pts = np.asarray(out[0]["pts3d"], np.float32)
-                seconds = _time(lambda: apply({"params": params}, *batch_views), repeats) / batch
-                if dtype == "float32":
-                    reference[model_name, batch] = pts
-                ref = reference.get((model_name, batch))
-                rel = (float(np.linalg.norm(pts - ref) / np.linalg.norm(ref)) if ref is not None and dtype != "float32"
-                       else None)
-                yield {"model": model_name, "image": f"{hw[1]}x{hw[0]}", "dtype": dtype, "batch": batch,
-                       "ms_per_pair": 1e3 * seconds, "pairs_per_s": 1 / seconds, "gflop_per_pair": flops / 1e9,
-                       "mfu": flops / seconds / (peak_tflops * 1e12) if peak_tflops else None,
-                       "rel_err_vs_fp32": rel}
+            for attention in attentions:
+                if dtype == "float32" and attention == "cudnn":
+                    continue  # the cuDNN kernel takes bf16/fp16 only
+                variant = AsymmetricCroCo3DStereo(model_config(**{**model.config.to_dict(), "attention": attention}))
+                yield from _variant_rows(model_name, variant, params, views, hw, flops, batches, repeats,
+                                         peak_tflops, reference)
             del model, params, views
+
+
+def _variant_rows(model_name, model, params, views, hw, flops, batches, repeats, peak_tflops, reference):
+    """Rows of one model variant at every batch size; float32 rows fill `reference` for the bf16 ones."""
+    import jax
+    import numpy as np
+    dtype = model.config.dtype
+    apply, _ = bench_inference.jit_forward(model, hw)
+    attention = attention_used(model.config, jax.devices()[0])
+    for batch in batches:
+        batch_views = jax.tree.map(lambda x: x[:batch], views)
+        out = apply({"params": params}, *batch_views)
+        pts = np.asarray(out[0]["pts3d"], np.float32)
+        seconds = _time(lambda: apply({"params": params}, *batch_views), repeats) / batch
+        if dtype == "float32":
+            reference[model_name, batch] = pts
+        ref = reference.get((model_name, batch))
+        # max |bf16 - fp32| / max |fp32|, the criterion of tests/test_bf16.py
+        rel = (float(np.abs(pts - ref).max() / np.abs(ref).max()) if ref is not None and dtype != "float32"
+               else None)
+        yield {"model": model_name, "image": f"{hw[1]}x{hw[0]}", "dtype": dtype, "attention": attention,
+               "batch": batch, "ms_per_pair": 1e3 * seconds, "pairs_per_s": 1 / seconds, "gflop_per_pair": flops / 1e9,
+               "mfu": flops / seconds / (peak_tflops * 1e12) if peak_tflops else None,
+               "rel_err_vs_fp32": rel}
 
 
 def pipeline_row(n_images, size, niter, smoke):
@@ -139,9 +171,10 @@ def write_table(path, device, results):
     if "matmul" in results:
         lines += [f"bf16 matmul ceiling: {results['matmul']:.1f} TFLOP/s (MFU below is relative to it)", ""]
     if results.get("inference"):
-        lines += ["| model | image | dtype | batch | ms/pair | pairs/s | GFLOP/pair | MFU | pointmap rel. err. vs fp32 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['model']} | {r['image']} | {r['dtype']} | {r['batch']} | {r['ms_per_pair']:.2f} | "
+        lines += ["| model | image | dtype | attention | batch | ms/pair | pairs/s | GFLOP/pair | MFU | "
+                  "pointmap max abs. err. / max abs. fp32 |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['image']} | {r['dtype']} | {r['attention']} | {r['batch']} | "
+                  f"{r['ms_per_pair']:.2f} | "
                   f"{r['pairs_per_s']:.1f} | {r['gflop_per_pair']:.1f} | {_fmt(r['mfu'], '.1%')} | "
                   f"{_fmt(r['rel_err_vs_fp32'], '.1e')} |" for r in results["inference"]]
         lines.append("")
@@ -172,6 +205,8 @@ def main(argv=None):
     parser.add_argument("--models", default="512_dpt,224_linear")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--attention", default="auto",
+                        help="attention kernels of the inference rows, e.g. 'xla,cudnn' (model config `attention`)")
     parser.add_argument("--align-n", default="16,64", help="numbers of images of the alignment section")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
@@ -206,7 +241,7 @@ def main(argv=None):
     def inference():
         results["inference"] = []
         for row in inference_rows(args.models.split(","), args.dtypes.split(","), batches, args.repeats,
-                                  results.get("matmul"), smoke):
+                                  results.get("matmul"), smoke, args.attention.split(",")):
             results["inference"].append(row)
             write_table(out, device, results)
             print(row, flush=True)

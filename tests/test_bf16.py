@@ -5,19 +5,21 @@ criterion as the fp32 parity tests): one number per pointmap that does not blow 
 the camera centre, as a per-pixel relative error does, and needs no confidence threshold, which
 means nothing for the random weights of the fixtures.
 """
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import dust3r_jax
-from conftest import REFERENCE
 from dust3r_jax.loading import init_params
 from dust3r_jax.model import AsymmetricCroCo3DStereo, model_config
 from dust3r_jax.train.config_overrides import load_config  # (reads configs/*.py)
 from model_fixtures import run_model, views_from_npz
 from parity import REL_BF16, max_rel_error
 
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pointmap_errors(model32, model16, params, view1, view2):
@@ -43,8 +45,7 @@ def test_fixture_models(reference_dir, tag):
 
 @pytest.mark.slow  # ViT-L/B 512 DPT, random weights: ~2 min on 2 CPU cores
 def test_full_size_512_dpt():
-    from pathlib import Path
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "dust3r_vitl_512_dpt.py").model
+    config = load_config(REPO / "configs" / "dust3r_vitl_512_dpt.py").model
     model32 = AsymmetricCroCo3DStereo(model_config(**{**config.to_dict(), "dtype": "float32"}))
     model16 = AsymmetricCroCo3DStereo(model_config(**{**config.to_dict(), "dtype": "bfloat16"}))
     params = jax.jit(lambda key: init_params(model32, key))(jax.random.key(0))
