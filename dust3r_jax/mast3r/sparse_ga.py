@@ -72,11 +72,13 @@ def symmetric_predictions(module, params, views, pairs):
 
 def sparse_global_alignment(imgs, pairs_in, cache_path, model, subsample=8, desc_conf="desc_conf",
                             kinematic_mode="hclust-ward", device=None, dtype=None, shared_intrinsics=False,
-                            params=None, **kw):
+                            params=None, lr2=0.01, **kw):
     """The official signature. imgs: the image names (each view's 'instance'); pairs_in: list of
     (view1, view2) dicts of `load_images` / `make_pairs`; cache_path: ignored (see the module
     docstring); model: from `from_pretrained` (or the module, with params=); device: run there;
-    dtype: float32 only. Other keywords: `sparse_align`'s. Returns its `SparseScene`."""
+    dtype: float32 only. Other keywords: `sparse_align`'s, with the official function's defaults
+    (lr2=0.01: sparse_scene_optimizer's own default; sparse_align's 0.014 is the official demo's).
+    Returns its `SparseScene`."""
     del cache_path
     if dtype is not None and "float32" not in str(dtype):
         raise InputError(f"sparse_global_alignment: only float32 is supported; got dtype={dtype}")
@@ -101,5 +103,6 @@ def sparse_global_alignment(imgs, pairs_in, cache_path, model, subsample=8, desc
     with jax.default_device(device) if device is not None else contextlib.nullcontext():
         preds = symmetric_predictions(module, params, views, pairs)
     return sparse_align([views[k] for k in range(len(names))], preds, subsample=subsample,
-                        kinematic_mode=kinematic_mode, shared_intrinsics=shared_intrinsics, desc_conf=desc_conf, **kw)
+                        kinematic_mode=kinematic_mode, shared_intrinsics=shared_intrinsics, desc_conf=desc_conf, lr2=lr2,
+                        **kw)
 
