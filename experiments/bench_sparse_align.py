@@ -31,23 +31,16 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # (tests/ helpers)
+
 H, W = 96, 128
 RESULTS = Path(__file__).parent / "results" / "bench_sparse_align.md"
 
 
 def fixture_case(reference):
-    ref = np.load(reference / "mast3r" / "sparse_ga" / "scene.npz")
-    first = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
-
-    def result(i, j, name, view):
-        p = f"pred__{i}_{j}__{name}_"
-        return {"pts3d": ref[p + "pts3d"], "conf": ref[p + "conf"], "desc_conf": ref[p + "desc_conf"],
-                "desc": ref[f"desc__v{view}"]}
-
-    preds = {(i, j): (result(i, j, "res11", i), result(i, j, "res21", j), result(i, j, "res22", j),
-                      result(i, j, "res12", i)) for i, j in first}
-    preds.update({(j, i): (r[2], r[3], r[0], r[1]) for (i, j), r in list(preds.items())})
-    return [ref[f"gt__img_u8__v{k}"] for k in range(4)], preds
+    """(images, pair predictions) of the official 4-view fixture, read as its test reads it."""
+    from tests.mast3r_fixtures import fixture_inputs
+    return fixture_inputs(np.load(reference / "mast3r" / "sparse_ga" / "scene.npz"))
 
 
 def synthetic_case(n, seed=0):
@@ -97,7 +90,7 @@ def timed_run(images, preds):
     import jax
     from dust3r_jax.mast3r import align, kinematic, sparse_opt
     from dust3r_jax.mast3r.matching import pair_correspondences
-    from dust3r_jax.mast3r.sparse_problem import build_problem
+    from dust3r_jax.mast3r.sparse_problem import build_sparse_problem
 
     options = align.SparseAlignOptions()
     times = {}
@@ -106,12 +99,12 @@ def timed_run(images, preds):
     corres = {key: pair_correspondences(*res, subsample=8) for key, res in pairs.items()}
     times["correspondences"] = time.perf_counter() - t
     t = time.perf_counter()
-    problem = build_problem([im.shape[:2] for im in imgs], pairs, directed, corres, 8, options.matching_conf_thr)
+    problem = build_sparse_problem([im.shape[:2] for im in imgs], pairs, directed, corres, 8, options.matching_conf_thr)
     tree = kinematic.kinematic_tree(problem.scores, problem.imsizes, 8, options.kinematic_mode)
     tree = (int(tree[0]), tuple((int(a), int(b)) for a, b in tree[1]))
     times["canonical + tree"] = time.perf_counter() - t
     data = problem.device_arrays()
-    params = sparse_opt.init_params(problem, False)
+    params = sparse_opt.init_sparse_params(problem, False)
     for stage, trainable, lr in (("3d", ("quat", "trans", "log_size"), options.lr1),
                                  ("2d", ("quat", "trans", "log_size", "log_focal", "pp", "core_depth"), options.lr2)):
         t = time.perf_counter()

@@ -27,11 +27,9 @@ from dust3r_jax.geometry import rigid_points_registration, rotation_angle_deg
 from dust3r_jax.mast3r.align import sparse_align
 from dust3r_jax.mast3r.kinematic import kinematic_tree
 from conftest import REFERENCE
+from mast3r_fixtures import FIRST, N_VIEWS, fixture_inputs
 
 SCENE = REFERENCE / "mast3r" / "sparse_ga" / "scene.npz"
-N_VIEWS = 4
-# the official run's pair list: make_pairs(complete, symmetrize=True) puts (i, j), i > j, first
-FIRST = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]
 # the official sparse_global_alignment's tree on this fixture (recorded from mast3r f5209af)
 OFFICIAL_TREE = (1, [(1, 3), (1, 0), (3, 2)])
 
@@ -41,23 +39,6 @@ def ref():
     if not SCENE.is_file():
         pytest.skip(f"MASt3R sparse-alignment fixture not found at {SCENE}")
     return np.load(SCENE)
-
-
-def fixture_inputs(ref):
-    """(images, pair_predictions) of the fixture, both orders listed as the official run did."""
-    images = [ref[f"gt__img_u8__v{k}"] for k in range(N_VIEWS)]
-
-    def result(i, j, name, view):
-        p = f"pred__{i}_{j}__{name}_"
-        return {"pts3d": ref[p + "pts3d"], "conf": ref[p + "conf"], "desc_conf": ref[p + "desc_conf"],
-                "desc": ref[f"desc__v{view}"]}
-
-    preds = {(i, j): (result(i, j, "res11", i), result(i, j, "res21", j), result(i, j, "res22", j),
-                      result(i, j, "res12", i)) for i, j in FIRST}
-    for i, j in FIRST:
-        res11, res21, res22, res12 = preds[i, j]
-        preds[j, i] = (res22, res12, res11, res21)
-    return images, preds
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import numpy as np
 from dust3r_jax.errors import InputError
 from dust3r_jax.mast3r.kinematic import kinematic_tree
 from dust3r_jax.mast3r.matching import pair_correspondences
-from dust3r_jax.mast3r.sparse_opt import camera_model, init_params, points3d, run_stage
-from dust3r_jax.mast3r.sparse_problem import build_problem
+from dust3r_jax.mast3r.sparse_opt import camera_model, init_sparse_params, points3d, run_stage
+from dust3r_jax.mast3r.sparse_problem import build_sparse_problem
 from dust3r_jax.mast3r.sparse_scene import SparseScene
 
 __all__ = ["SparseAlignOptions", "sparse_align"]
@@ -124,7 +124,7 @@ def check_inputs(images, pair_predictions, options):
 def _optimise(problem, tree, options):
     """The two stages. Returns (K, cam2w, depth (A,), sparse points (P, 3), losses)."""
     data = jax.tree.map(np.asarray, problem.device_arrays())
-    params = init_params(problem, options.shared_intrinsics, options.exp_depth)
+    params = init_sparse_params(problem, options.shared_intrinsics, options.exp_depth)
     shared = ("pp", "log_focal") if options.shared_intrinsics else ()
     report, losses = params, {}
     tree = (int(tree[0]), tuple((int(a), int(b)) for a, b in tree[1]))
@@ -170,7 +170,7 @@ def sparse_align(images, pair_predictions, subsample=8, lr1=0.07, niter1=300, lr
     imgs, pairs, directed = check_inputs(images, pair_predictions, options)
     corres = {key: pair_correspondences(*results, subsample=subsample, desc_conf=options.desc_conf)
               for key, results in pairs.items()}
-    problem = build_problem([im.shape[:2] for im in imgs], pairs, directed, corres, subsample, matching_conf_thr)
+    problem = build_sparse_problem([im.shape[:2] for im in imgs], pairs, directed, corres, subsample, matching_conf_thr)
     tree = kinematic_tree(problem.scores, problem.imsizes, subsample, kinematic_mode)
     K, cam2w, depth, pts, losses = _optimise(problem, tree, options)
     starts, grid = problem.pt_start, problem.grid_start

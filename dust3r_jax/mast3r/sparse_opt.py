@@ -25,7 +25,7 @@ import optax
 
 from dust3r_jax.geometry import quat_to_rotmat
 
-__all__ = ["init_params", "camera_model", "points3d", "run_stage", "gamma_loss"]
+__all__ = ["init_sparse_params", "camera_model", "points3d", "run_stage", "gamma_loss"]
 
 
 def gamma_loss(gamma):
@@ -41,7 +41,7 @@ def gamma_loss(gamma):
     return lambda x, y: (distance(x, y) + offset) ** gamma - offset ** gamma
 
 
-def init_params(problem, shared_intrinsics, exp_depth=False):
+def init_sparse_params(problem, shared_intrinsics, exp_depth=False):
     """The official initial values: identity poses, unit sizes, pp at the centre, the estimated
     focals, the canonical anchor depths (their logs with exp_depth). Shared intrinsics start at the
     average of the images' weighted by their mean canonical confidence."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from dust3r_jax.mast3r.canonical import anchor_depth_offsets, anchor_grid, canonical_focal, canonical_view
 
-__all__ = ["SparseProblem", "build_problem"]
+__all__ = ["SparseProblem", "build_sparse_problem"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _lower_median(x):
     return x[(len(x) - 1) // 2]
 
 
-def build_problem(shapes, pairs, directed, corres, subsample, matching_conf_thr):
+def build_sparse_problem(shapes, pairs, directed, corres, subsample, matching_conf_thr):
     """Gather the alignment's constants.
 
     shapes: (H, W) per image; pairs: {(i, j): (res11, res21, res22, res12)} one entry per unordered
