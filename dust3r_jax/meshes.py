@@ -29,14 +29,18 @@ def data_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (BATCH_AXIS,))
 
 
-def limited_mesh(count: int | None = None) -> Mesh:
-    """`data_mesh` over the first `count` devices (None: all). A count above what JAX sees is an error."""
-    available = jax.devices()
-    if count is None:
-        return data_mesh(available)
-    if not 1 <= count <= len(available):
-        raise InputError(f"--devices {count}: JAX sees {len(available)} {jax.default_backend().upper()} device(s)")
-    return data_mesh(available[:count])
+def backend_devices(platform: str | None = None, count: int | None = None) -> list:
+    """The first `count` (default: all) devices of `platform` (default: the default backend); a
+    platform JAX lacks, or a count above what it sees, is a one-line error."""
+    try:
+        devices = jax.devices(platform) if platform else jax.devices()
+    except RuntimeError:
+        devices = []
+    if not devices:
+        raise InputError(f"JAX sees no {platform.upper()} (backend: {jax.default_backend()})")
+    if count is not None and not 1 <= count <= len(devices):
+        raise InputError(f"--devices {count}: JAX sees {len(devices)} {devices[0].platform.upper()} device(s)")
+    return devices[:count or len(devices)]
 
 
 def mesh_size(mesh: Mesh) -> int:

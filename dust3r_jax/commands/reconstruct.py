@@ -139,14 +139,9 @@ def _device_context(device_kind: str | None):
 
 def _mesh(device_kind: str | None, count: int | None):
     """The mesh of the first `count` devices (default all) of the chosen backend, or None for one."""
-    import jax
-
     from dust3r_jax import meshes
 
-    devices = jax.devices(device_kind) if device_kind else jax.devices()
-    if count is not None and not 1 <= count <= len(devices):
-        raise InputError(f"--devices {count}: JAX sees {len(devices)} {devices[0].platform.upper()} device(s)")
-    devices = devices[:count or len(devices)]
+    devices = meshes.backend_devices(device_kind, count)
     print(f"using {len(devices)} {devices[0].platform.upper()} device(s)"
           + (" (inference and alignment split over them)" if len(devices) > 1 else ""))
     return meshes.data_mesh(devices) if len(devices) > 1 else None

@@ -20,7 +20,8 @@ The batch is split over (`data`, `fsdp`): FSDP is data parallel for activations.
 import flax.linen as nn
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+
+from dust3r_jax.meshes import replicated  # noqa: F401 (one definition; train code reads shd.replicated)
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -91,6 +92,3 @@ def logical_shardings(abstract_tree, mesh, rules):
                                  abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
     return nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_tree), mesh, rules)
 
-
-def replicated(mesh):
-    return NamedSharding(mesh, P())
