@@ -130,3 +130,13 @@ def test_eval_without_checkpoint_is_a_one_line_error(tmp_path, capsys):
     code = main(["eval", "--config", str(TINY_CONFIG), "--workdir", str(tmp_path / "empty")])
     err = capsys.readouterr().err
     assert code == 2 and "no checkpoint to evaluate" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_mesh_shape_is_a_one_line_error(tmp_path, capsys):
+    """A mesh size of 0 (or a non-integer) is refused in one line, before any device work."""
+    from dust3r_jax.cli import main
+
+    code = main(["train", "--config", str(TINY_CONFIG), "--workdir", str(tmp_path), "--config.mesh.shape=1,0,1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sizes must be integers >= 1" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from dust3r_jax.errors import ConfigError
 from dust3r_jax.meshes import replicated  # noqa: F401 (one definition; train code reads shd.replicated)
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -44,14 +45,17 @@ def make_mesh(shape, devices=None):
     devices = jax.devices() if devices is None else list(devices)
     shape = list(shape)
     if len(shape) != len(MESH_AXES):
-        raise ValueError(f"mesh shape {tuple(shape)}: expected 3 sizes for {MESH_AXES}")
+        raise ConfigError(f"mesh shape {tuple(shape)}: expected 3 sizes for {MESH_AXES}")
+    # (a --config.mesh.shape=abc override arrives as ('a', 'b', 'c'))
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and (s >= 1 or s == -1) for s in shape):
+        raise ConfigError(f"mesh shape {tuple(shape)}: sizes must be integers >= 1 (or one -1)")
     if shape.count(-1) > 1:
-        raise ValueError(f"mesh shape {tuple(shape)}: at most one -1")
+        raise ConfigError(f"mesh shape {tuple(shape)}: at most one -1")
     if -1 in shape:
         known = int(np.prod([s for s in shape if s != -1]))
         shape[shape.index(-1)] = len(devices) // known
     if int(np.prod(shape)) != len(devices):
-        raise ValueError(f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
+        raise ConfigError(f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
                          f"{len(devices)} are available")
     return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3,
                          devices=devices)
