@@ -13,13 +13,13 @@ Differences from the official function, none of which changes a number:
   * a pair listed in both orders is run once (the official reads the second from its cache).
 """
 import contextlib
-import functools
 
 import jax
 import numpy as np
 
 from dust3r_jax.devices import resolve_device
 from dust3r_jax.errors import InputError
+from dust3r_jax.inference import run_pairs
 from dust3r_jax.mast3r.align import sparse_align
 
 __all__ = ["sparse_global_alignment", "symmetric_predictions"]
@@ -34,40 +34,35 @@ def _module_params(model, params):
     return model, params
 
 
-def symmetric_predictions(module, params, views, pairs):
+def symmetric_predictions(module, params, views, pairs, batch_size=8, mesh=None):
     """{(i, j): (res11, res21, res22, res12)} of `module` (a MASt3R) on `pairs` [(i, j), ...] of
-    `views` (dicts of `load_images`): each image encoded once, each unordered pair decoded both
-    ways; arrays (H, W, ...) without the batch axis."""
-    encode = jax.jit(lambda p, img, shape: module.apply({"params": p}, {"img": img, "true_shape": shape},
-                                                        method="encode_views"))
-
-    @functools.partial(jax.jit, static_argnums=(7, 8))
-    def decode(p, f1, p1, s1, f2, p2, s2, hw1, hw2):
-        return module.apply({"params": p}, f1, p1, s1, f2, p2, s2, hw1, hw2, method="predict_from_tokens")
-
-    tokens = {}
+    `views` (dicts of `load_images`): each unordered pair decoded both ways, as the official
+    symmetric_inference; arrays (H, W, ...) without the batch axis. The network runs through
+    `inference.run_pairs` (batches by shape, each image encoded once, compiled programs shared,
+    `mesh` as `inference`'s)."""
     for k in sorted({v for pair in pairs for v in pair}):
-        view = views[k]
-        img, shape = np.asarray(view["img"], np.float32), np.asarray(view["true_shape"], np.int32)
-        if img.ndim != 4 or img.shape[0] != 1 or img.shape[-1] != 3:
-            raise InputError(f"sparse_global_alignment: image {k} 'img' must be (1, H, W, 3) NHWC; found {img.shape}")
-        tokens[k] = encode(params, img, shape) + (shape, img.shape[1:3])
+        img = np.shape(views[k]["img"])
+        if len(img) != 4 or img[0] != 1 or img[-1] != 3:
+            raise InputError(f"sparse_global_alignment: image {k} 'img' must be (1, H, W, 3) NHWC; found {img}")
+    unordered, seen = [], set()
+    for i, j in pairs:  # a pair listed in both orders runs once
+        if (i, j) not in seen:
+            unordered.append((i, j))
+            seen.update(((i, j), (j, i)))
+    directed = [d for i, j in unordered for d in ((i, j), (j, i))]
+    results = run_pairs([(views[i], views[j]) for i, j in directed], module, params, batch_size=batch_size,
+                        verbose=False, mesh=mesh)
 
-    def run(a, b):
-        (fa, pa, sa, hwa), (fb, pb, sb, hwb) = tokens[a], tokens[b]
-        pred1, pred2 = decode(params, fa, pa, sa, fb, pb, sb, tuple(hwa), tuple(hwb))
-        pred2 = dict(pred2, pts3d=pred2["pts3d_in_other_view"])
-        return [{k: np.asarray(r[k][0]) for k in ("pts3d", "conf", "desc", "desc_conf")} for r in (pred1, pred2)]
-
+    def as_result(pred):
+        pred = dict(pred)
+        if "pts3d_in_other_view" in pred:  # the second view's points, in the first view's camera
+            pred["pts3d"] = pred.pop("pts3d_in_other_view")
+        return pred
     out = {}
-    for i, j in pairs:
-        if (j, i) in out:
-            res22, res12, res11, res21 = out[j, i]
-        else:
-            res11, res21 = run(i, j)
-            res22, res12 = run(j, i)
-        out[i, j] = (res11, res21, res22, res12)
-    return out
+    for (i, j), (pred1, pred2), (back1, back2) in zip(unordered, results[::2], results[1::2]):
+        res11, res21, res22, res12 = (as_result(p) for p in (pred1, pred2, back1, back2))
+        out[i, j], out[j, i] = (res11, res21, res22, res12), (res22, res12, res11, res21)
+    return {tuple(pair): out[tuple(pair)] for pair in pairs}
 
 
 def sparse_global_alignment(imgs, pairs_in, cache_path, model, subsample=8, desc_conf="desc_conf",
