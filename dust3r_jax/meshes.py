@@ -37,7 +37,7 @@ def backend_devices(platform: str | None = None, count: int | None = None) -> li
     except RuntimeError:
         devices = []
     if not devices:
-        raise InputError(f"JAX sees no {platform.upper()} (backend: {jax.default_backend()})")
+        raise InputError(f"--device {platform}: JAX sees no {platform.upper()} (backend: {jax.default_backend()})")
     if count is not None and not 1 <= count <= len(devices):
         raise InputError(f"--devices {count}: JAX sees {len(devices)} {devices[0].platform.upper()} device(s)")
     return devices[:count or len(devices)]

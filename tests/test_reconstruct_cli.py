@@ -134,6 +134,40 @@ def test_devices_limits_the_mesh_and_is_reported(tmp_path, reference_dir, fixtur
     assert not (tmp_path / "other").exists()
 
 
+def test_sparse_alignment_with_mast3r_weights_writes_colmap_matches(tmp_path, reference_dir, fixture_images):
+    """--alignment sparse with the fixture MASt3R checkpoint on 3 images: every output, plus
+    database.db with one camera and image per input under the text model's names, read back with
+    pycolmap; DUSt3R weights are a one-line error before any alignment."""
+    pycolmap = pytest.importorskip("pycolmap")
+    weights = reference_dir / "mast3r" / "models" / "mast3r_small.pth"
+    if not weights.is_file():
+        pytest.skip(f"MASt3R checkpoint not found at {weights}")
+    # three views of the MASt3R sparse-alignment fixture, on which the random weights predict
+    # positive depths (on the loader's photographs they do not: a clean error then)
+    scene = np.load(reference_dir / "mast3r" / "sparse_ga" / "scene.npz")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = []
+    for k in range(3):
+        images.append(folder / f"view{k}.png")
+        PIL.Image.fromarray(scene[f"gt__img_u8__v{k}"]).save(images[-1])
+    out = tmp_path / "result"
+    assert _reconstruct(folder, weights, out, "--image-size", 128, "--niter", 5, "--alignment", "sparse") == 0
+    check_outputs(out, images)
+    summary = (out / "summary.txt").read_text()
+    assert "sparse (MASt3R), 5 + 5 iterations" in summary and "matches" in summary
+    database = pycolmap.Database.open(str(out / "database.db"))
+    try:
+        assert database.num_images() == 3 and database.num_cameras() == 3
+        names = {image.name for image in database.read_all_images()}
+    finally:
+        database.close()
+    assert names == {image.name for image in pycolmap.Reconstruction(str(out / "sparse" / "0")).images.values()}
+    assert _reconstruct(folder, reference_dir / "models" / "lin224.pth", tmp_path / "other", "--image-size", 224,
+                        "--alignment", "sparse") == 2
+    assert not (tmp_path / "other").exists()
+
+
 def test_wildly_different_aspect_ratios_work_at_512(tmp_path, reference_dir, fixture_images):
     """A 1024x300 panorama and a 480x640 portrait: two shape buckets, pair viewer on unequal sizes.
     The random fixture weights give a zero focal here: a degenerate result, written only because of

@@ -55,7 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="complete | swin-W[-noncyclic] | logwin-W[-noncyclic] | oneref-ID")
     parser.add_argument("--prefilter", default=None, help="seqN | cycN: drop pairs more than N frames apart")
     parser.add_argument("--batch-size", type=int, default=8, help="pairs per network call")
-    parser.add_argument("--niter", type=int, default=300, help="global alignment iterations (>2 images)")
+    parser.add_argument("--alignment", choices=("dense", "sparse"), default="dense",
+                        help="dense: DUSt3R's global alignment (any weights); sparse: MASt3R's sparse alignment "
+                             "(MASt3R weights), which also writes its matches for COLMAP (database.db, needs pycolmap)")
+    parser.add_argument("--niter", type=int, default=300,
+                        help="global alignment iterations (>2 images); sparse: iterations of each of its two stages")
     parser.add_argument("--schedule", default="cosine", choices=("cosine", "linear"), help="learning-rate schedule")
     parser.add_argument("--lr", type=float, default=0.01, help="global alignment learning rate")
     parser.add_argument("--min-conf-thr", type=float, default=None,
@@ -117,8 +121,8 @@ def _check_numbers(args) -> None:
     if not (math.isfinite(args.lr) and args.lr > 0):
         raise InputError(f"--lr {args.lr}: must be a finite number > 0")
     # confidences are >= 1: a threshold below keeps every pixel, an infinite one keeps none
-    if args.min_conf_thr is None:  # the official demo's 3, or a shipped model's own threshold
-        args.min_conf_thr = shipped.default_min_conf_thr(args.weights)
+    if args.min_conf_thr is None:  # the official demos' 3 (DUSt3R) or 1.5 (MASt3R), or a shipped model's
+        args.min_conf_thr = 1.5 if args.alignment == "sparse" else shipped.default_min_conf_thr(args.weights)
     if not (math.isfinite(args.min_conf_thr) and args.min_conf_thr >= 0):
         raise InputError(f"--min-conf-thr {args.min_conf_thr}: must be a finite number >= 0")
 
@@ -128,13 +132,9 @@ def _device_context(device_kind: str | None):
         return contextlib.nullcontext()
     import jax
 
-    try:
-        devices = jax.devices(device_kind)
-    except RuntimeError:
-        devices = []
-    if not devices:
-        raise InputError(f"--device {device_kind}: JAX sees no {device_kind.upper()} (backend: {jax.default_backend()})")
-    return jax.default_device(devices[0])
+    from dust3r_jax import meshes
+
+    return jax.default_device(meshes.backend_devices(device_kind)[0])
 
 
 def _mesh(device_kind: str | None, count: int | None):
@@ -145,6 +145,22 @@ def _mesh(device_kind: str | None, count: int | None):
     print(f"using {len(devices)} {devices[0].platform.upper()} device(s)"
           + (" (inference and alignment split over them)" if len(devices) > 1 else ""))
     return meshes.data_mesh(devices) if len(devices) > 1 else None
+
+
+def _sparse_align(model, params, images, pairs, args, mesh, lap):
+    """MASt3R's sparse alignment of `images` over `pairs` (each unordered pair decoded both ways)."""
+    from dust3r_jax.mast3r.align import sparse_align
+    from dust3r_jax.mast3r.sparse_ga import symmetric_predictions
+    from dust3r_jax.model import AsymmetricMASt3R
+
+    if not isinstance(model, AsymmetricMASt3R):
+        raise InputError(f"--alignment sparse needs MASt3R weights (local descriptors); "
+                         f"these are {type(model).__name__}'s")
+    views = {int(image["idx"]): image for image in images}
+    predictions = symmetric_predictions(model, params, views, [(int(a["idx"]), int(b["idx"])) for a, b in pairs],
+                                        batch_size=args.batch_size, mesh=mesh)
+    lap("inference")
+    return sparse_align([views[k] for k in range(len(images))], predictions, niter1=args.niter, niter2=args.niter)
 
 
 def _align(output, num_images: int, args, mesh=None):
@@ -214,16 +230,20 @@ def reconstruct(args) -> dict:
         pairs = make_pairs(images, scene_graph=scene_graph, prefilter=args.prefilter, symmetrize=True)
         if not pairs:
             raise InputError(f"--scene-graph {args.scene_graph} --prefilter {args.prefilter}: leaves no pairs")
-        output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet,
-                           mesh=mesh if mesh is not None else False)
-        lap("inference")
-
         # a degenerate alignment (zero focal) makes numpy warn about every division on its way;
         # `_degenerate` below reports it once, in one line
         with np.errstate(divide="ignore", invalid="ignore"):
-            scene = _align(output, len(images), args, mesh)
-            lap("alignment")
-            arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
+            if args.alignment == "sparse":
+                scene = _sparse_align(model, params, images, pairs, args, mesh, lap)
+                lap("alignment")
+                arrays = export.from_sparse_scene(scene, images, args.min_conf_thr)
+            else:
+                output = inference(pairs, model, params, batch_size=args.batch_size, verbose=not args.quiet,
+                                   mesh=mesh if mesh is not None else False)
+                lap("inference")
+                scene = _align(output, len(images), args, mesh)
+                lap("alignment")
+                arrays = export.from_aligned_scene(scene, images, args.min_conf_thr)
     # an unusable result is never a silent success: an error, or with --keep-degenerate written
     # for inspection with a warning in summary.txt (and still a non-zero exit, see `run`)
     warning = _degenerate(arrays, args.min_conf_thr)
@@ -232,12 +252,15 @@ def reconstruct(args) -> dict:
     summary = {
         "images": [(image["source"]["path"], tuple(int(s) for s in image["true_shape"][0])) for image in images],
         "pairs": len(pairs), "scene_graph": scene_graph, "weights": export.scene.printable(str(weights)) if weights is not None else f"{DEFAULT_MODEL} (shipped)",
-        "alignment": "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations",
-        "loss": float(getattr(scene, "loss", float("nan"))),
+        "alignment": (f"sparse (MASt3R), {args.niter} + {args.niter} iterations" if args.alignment == "sparse"
+                      else "pair viewer" if len(images) == 2 else f"point cloud, {args.niter} iterations"),
+        "loss": float(scene.losses.get("2d", float("nan")) if args.alignment == "sparse"
+                      else getattr(scene, "loss", float("nan"))),
         "devices": 1 if mesh is None else int(mesh.devices.size),
         "points": int(sum(m.sum() for m in arrays.masks)), "timings": timings, "warning": warning,
     }
-    _write_atomically(out, args.overwrite, lambda folder: _export(folder, arrays, args, summary, lap))
+    corres = scene.corres if args.alignment == "sparse" else None
+    _write_atomically(out, args.overwrite, lambda folder: _export(folder, arrays, args, summary, lap, corres))
     return summary
 
 
@@ -259,10 +282,17 @@ def _degenerate(arrays, min_conf_thr: float) -> str | None:
     return None
 
 
-def _export(folder: Path, arrays, args, summary: dict, lap) -> None:
+def _export(folder: Path, arrays, args, summary: dict, lap, corres=None) -> None:
     from dust3r_jax import export
 
     export.write_reconstruction(folder, arrays, as_mesh=args.mesh, max_colmap_points=args.max_colmap_points)
+    if corres is not None:  # the sparse alignment's matches, for COLMAP's mapper
+        try:
+            counts = export.write_colmap_database(folder / "database.db", arrays, corres)
+            summary["matches"] = (f"{counts['matches']} in {counts['pairs']} pairs, {counts['keypoints']} keypoints "
+                                  f"(database.db)")
+        except InputError as err:  # pycolmap missing: everything else is written, and the summary says so
+            summary["matches"] = f"not written: {err}"
     lap("export")
     (folder / "summary.txt").write_text(format_summary(summary) + "\n")
 
@@ -284,6 +314,7 @@ def format_summary(summary: dict) -> str:
         f"devices     {summary.get('devices', 1)}",
         f"alignment   {summary['alignment']}" + (f", final loss {summary['loss']:.6g}" if summary["loss"] == summary["loss"] else ""),
         f"points      {summary['points']} above the confidence threshold",
+        *([f"matches     {summary['matches']}"] if summary.get("matches") else []),
         *([f"WARNING     {summary['warning']}"] if summary.get("warning") else []),
         "",
         f"{'stage':<14}{'seconds':>10}",

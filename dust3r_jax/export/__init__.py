@@ -5,6 +5,7 @@ the full set into one folder:
 
     out/scene.glb  points.ply  cameras.json  depth/NAME.{npy,png}  conf/NAME.{npy,png}
     out/sparse/0/{cameras,images,points3D}.txt
+    out/database.db   (sparse alignment only: the matches, `write_colmap_database`)
 """
 from pathlib import Path
 
@@ -13,9 +14,10 @@ from dust3r_jax.export.colmap import write_colmap_text
 from dust3r_jax.export.geometry3d import write_ply
 from dust3r_jax.export.glb import write_glb
 from dust3r_jax.export.maps import write_depth_and_conf
-from dust3r_jax.export.scene import SceneArrays, from_aligned_scene
+from dust3r_jax.export.colmap_database import write_colmap_database
+from dust3r_jax.export.scene import SceneArrays, from_aligned_scene, from_sparse_scene
 
-__all__ = ["SceneArrays", "from_aligned_scene", "read_cameras_json", "write_cameras_json",
+__all__ = ["SceneArrays", "from_aligned_scene", "from_sparse_scene", "write_colmap_database", "read_cameras_json", "write_cameras_json",
            "write_colmap_text", "write_depth_and_conf", "write_glb", "write_ply", "write_reconstruction"]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -88,6 +89,17 @@ def unique_stems(paths: list[str]) -> list[str]:
         used.add(name.casefold())
         names.append(name)
     return names
+
+
+def from_sparse_scene(scene, images: list[dict], min_conf_thr: float, subsample: int = 8) -> SceneArrays:
+    """`from_aligned_scene` for a sparse (MASt3R) alignment's `SparseScene`: every pixel's point
+    from its anchor's optimised depth (`get_dense_pts3d(clean_depth=True)`), masked by the
+    canonical confidence."""
+    pts3d, depths, confs = scene.get_dense_pts3d(clean_depth=True, subsample=subsample)
+    dense = SimpleNamespace(cam2world=scene.get_im_poses(), intrinsics=scene.get_intrinsics(), pts3d=pts3d,
+                            depthmaps=depths, conf=confs, imgs=scene.imgs,
+                            masks=lambda threshold: [np.asarray(c) > threshold for c in confs])
+    return from_aligned_scene(dense, images, min_conf_thr)
 
 
 def _value(scene, name: str):
