@@ -294,3 +294,36 @@ def test_optimiser_options_match_the_official(ref, options, focals, pp0, depth0)
     np.testing.assert_allclose(scene.get_focals(), focals, rtol=1e-5)
     np.testing.assert_allclose(scene.get_principal_points()[0], pp0, rtol=1e-5)
     np.testing.assert_allclose(scene.get_depthmaps()[0][:4], depth0, rtol=1e-5)
+
+
+# ---- the matches as a COLMAP database ----------------------------------------------------------
+
+def test_matches_database_is_one_that_colmaps_mapper_reconstructs(scene, tmp_path):
+    """The fixture scene's correspondences through `write_colmap_database`: every match points at
+    the keypoints of its two pixels, and COLMAP's incremental mapper registers all four views."""
+    pycolmap = pytest.importorskip("pycolmap")
+    import PIL.Image
+
+    from dust3r_jax.export import SceneArrays, write_colmap_database
+    from dust3r_jax.export.colmap_database import keypoints_and_matches
+
+    keypoints, matches = keypoints_and_matches(N_VIEWS, scene.corres)
+    for (i, j), (_, (xy_i, xy_j, _)) in scene.corres.items():
+        np.testing.assert_array_equal(keypoints[i][matches[i, j][:, 0]], np.asarray(xy_i))
+        np.testing.assert_array_equal(keypoints[j][matches[i, j][:, 1]], np.asarray(xy_j))
+    H, W = scene.imgs[0].shape[:2]
+    zeros = [np.zeros((H, W), np.float32)] * N_VIEWS
+    arrays = SceneArrays(names=[f"v{k}" for k in range(N_VIEWS)], files=[f"v{k}.png" for k in range(N_VIEWS)],
+                         imgs=list(scene.imgs), depths=zeros, confs=zeros, pts3d=[np.zeros((H, W, 3))] * N_VIEWS,
+                         masks=[np.zeros((H, W), bool)] * N_VIEWS, cam2world=scene.get_im_poses(),
+                         intrinsics=scene.get_intrinsics(), to_original=[np.eye(3)] * N_VIEWS,
+                         original_shapes=[(H, W)] * N_VIEWS)
+    counts = write_colmap_database(tmp_path / "database.db", arrays, scene.corres)
+    assert counts["pairs"] == 6 and counts["matches"] == sum(len(m) for m in matches.values())
+    (tmp_path / "images").mkdir()
+    for k, img in enumerate(scene.imgs):
+        PIL.Image.fromarray((np.asarray(img) * 255).round().astype(np.uint8)).save(tmp_path / "images" / f"v{k}.png")
+    (tmp_path / "sparse").mkdir()
+    models = pycolmap.incremental_mapping(str(tmp_path / "database.db"), str(tmp_path / "images"),
+                                          str(tmp_path / "sparse"))
+    assert max(model.num_reg_images() for model in models.values()) == N_VIEWS
