@@ -274,6 +274,28 @@ def _store(results: list, positions: list[int], pred1: dict, pred2: dict) -> Non
         )
 
 
+def _dispatch(pairs, batches, model, params, batch_size, reuse_encodings, placement, bar):
+    """Yields (positions, (pred1, pred2)) per batch, in order, as device arrays: each batch is
+    dispatched (asynchronously) before the previous one is read back."""
+    # (models without the encoder/decoder split, such as test stand-ins, run whole pairs)
+    if reuse_encodings and hasattr(model, "encode_views") and hasattr(model, "predict_from_tokens"):
+        encodings = encode_images(pairs, model, params, 2 * batch_size, progress=bar, placement=placement)
+        for positions, _ in batches:  # symmetric units need no special run once encodings are shared
+            padded = _pad(positions, False, batch_size, placement.multiple)
+            sides = []
+            for side in (0, 1):
+                tokens, token_positions = encodings.rows([id(pairs[p][side]["img"]) for p in padded], placement)
+                true_shape = np.stack([np.asarray(pairs[p][side]["true_shape"], np.int32).reshape(2) for p in padded])
+                sides.append((tokens, token_positions, placement.batch(true_shape)))
+            image_hw = (_image_shape(pairs[positions[0]][0]), _image_shape(pairs[positions[0]][1]))
+            yield positions, _method_fn(model, "predict_from_tokens", *image_hw)(params, *sides[0], *sides[1])
+    else:
+        for positions, symmetrized in batches:
+            padded = _pad(positions, symmetrized, batch_size, placement.multiple)
+            view1, view2 = placement.batch((_stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)))
+            yield positions, _method_fn(model, "__call__", symmetrized)(params, view1, view2)
+
+
 def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = True,
               device: jax.Device | None = None, reuse_encodings: bool = True,
               progress: Callable[[int, int], None] | None = None, mesh=None) -> list[tuple[dict, dict]]:
@@ -288,30 +310,23 @@ def run_pairs(pairs: list, model, params, batch_size: int = 8, verbose: bool = T
     results: list = [None] * len(pairs)
     params = placement.params(params)
     bar = tqdm(total=len(pairs), desc="inference", unit="pair", disable=not verbose)
-    # (models without the encoder/decoder split, such as test stand-ins, run whole pairs)
-    if reuse_encodings and hasattr(model, "encode_views") and hasattr(model, "predict_from_tokens"):
-        encodings = encode_images(pairs, model, params, 2 * batch_size, progress=bar, placement=placement)
-        for positions, _ in batches:  # symmetric units need no special run once encodings are shared
-            padded = _pad(positions, False, batch_size, placement.multiple)
-            sides = []
-            for side in (0, 1):
-                tokens, token_positions = encodings.rows([id(pairs[p][side]["img"]) for p in padded], placement)
-                true_shape = np.stack([np.asarray(pairs[p][side]["true_shape"], np.int32).reshape(2) for p in padded])
-                sides.append((tokens, token_positions, placement.batch(true_shape)))
-            image_hw = (_image_shape(pairs[positions[0]][0]), _image_shape(pairs[positions[0]][1]))
-            pred1, pred2 = _method_fn(model, "predict_from_tokens", *image_hw)(params, *sides[0], *sides[1])
-            _store(results, positions, pred1, pred2)
-            bar.update(len(positions))
-            if progress is not None:
-                progress(sum(r is not None for r in results), len(pairs))
-    else:
-        for positions, symmetrized in batches:
-            padded = _pad(positions, symmetrized, batch_size, placement.multiple)
-            view1, view2 = placement.batch((_stack_views(pairs, padded, 0), _stack_views(pairs, padded, 1)))
-            _store(results, positions, *_method_fn(model, "__call__", symmetrized)(params, view1, view2))
-            bar.update(len(positions))
-            if progress is not None:
-                progress(sum(r is not None for r in results), len(pairs))
+    done = 0
+
+    def read_back(positions, outputs):
+        nonlocal done
+        _store(results, positions, *outputs)
+        done += len(positions)
+        bar.update(len(positions))
+        if progress is not None:
+            progress(done, len(pairs))
+
+    pending = None
+    for batch in _dispatch(pairs, batches, model, params, batch_size, reuse_encodings, placement, bar):
+        if pending is not None:  # the previous batch comes to the host while this one computes
+            read_back(*pending)
+        pending = batch
+    if pending is not None:
+        read_back(*pending)
     bar.close()
     return results
 
